@@ -1,0 +1,47 @@
+"""Rectified-flow (flow-matching) objective in diffusers' sigma convention (SD3, Esser et al. 2024).
+
+    x_sigma = (1 - sigma) * x0 + sigma * noise          (SD3 eq. 3 with a_t = 1 - t, b_t = t)
+    target  = d x_sigma / d sigma = noise - x0          (the velocity the network predicts)
+    loss    = mean_b [ w(sigma_b) * mean_{c,h,w} (pred - target)^2 ]
+
+``w`` is diffusers' ``compute_loss_weighting_for_sd3`` ('sigma_sqrt', 'cosmap', else 1). Left out:
+other parameterisations (eps / x0 prediction) and per-pixel masks.
+"""
+
+import torch
+from diffusers.training_utils import compute_loss_weighting_for_sd3
+
+from flow_matching.timesteps import FlowMatchingConfig
+
+
+def _per_sample(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape ``(B,)`` to ``(B, 1, ..., 1)`` so it broadcasts against ``like``."""
+    return sigma.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+
+
+def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation path ``x_sigma = (1 - sigma) * x0 + sigma * noise`` (sigma ``(B,)``)."""
+    s = _per_sample(sigma, x0)  # (B, 1, 1, 1)
+    return (1 - s) * x0 + s * noise  # (B, C, H, W)
+
+
+def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Regression target ``d x_sigma / d sigma = noise - x0``."""
+    return noise - x0  # (B, C, H, W)
+
+
+def flow_matching_loss(
+    pred: torch.Tensor,
+    x0: torch.Tensor,
+    noise: torch.Tensor,
+    sigma: torch.Tensor,
+    cfg: FlowMatchingConfig,
+) -> torch.Tensor:
+    """Weighted MSE to ``noise - x0``: mean over all but batch, weight by ``w(sigma)``, batch mean.
+
+    Computed in float32 whatever the dtype of ``pred``.
+    """
+    target = velocity_target(x0.float(), noise.float())  # (B, C, H, W)
+    weight = compute_loss_weighting_for_sd3(cfg.weighting_scheme, sigma.float())  # (B,)
+    per_sample = (pred.float() - target).pow(2).flatten(1).mean(dim=1)  # (B,)
+    return (weight * per_sample).mean()

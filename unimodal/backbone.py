@@ -1,0 +1,353 @@
+"""The shared backbone: one thin class over a Hugging Face (vision-)language model.
+
+Loads Qwen2-VL / Qwen2.5-VL (and plain causal LMs such as Qwen2.5-Coder) from a local folder
+with the Auto classes, and gives the three uses what they need:
+
+- understanding: `chat` / `chat_stream` (see `unimodal.sampling`);
+- generation: `forward_with_extra_embeddings` appends learnable embeddings after a prompt and
+  returns the final hidden states at their positions, with gradients flowing through the frozen
+  weights into the embeddings;
+- reasoning: named LoRA heads (peft) switched on and off, `token_logprobs` for policy gradients.
+
+Left out on purpose: video inputs, and any training logic (that lives in `tools/`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+Message = dict[str, Any]
+
+
+class BackboneError(ValueError):
+    """A local model folder that cannot be used; the message names the path and what is missing."""
+
+
+def check_model_dir(path: str | Path) -> Path:
+    """Fail early with one clear line if `path` is not a loadable Hugging Face model folder."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise BackboneError(
+            f"model folder not found: {p} (expected a local Hugging Face folder with config.json, "
+            "*.safetensors weights and tokenizer files; nothing is downloaded)"
+        )
+    missing = []
+    if not (p / "config.json").is_file():
+        missing.append("config.json")
+    if not (list(p.glob("*.safetensors")) or list(p.glob("*.bin"))):
+        missing.append("model weights (*.safetensors)")
+    if not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
+        missing.append("tokenizer (tokenizer.json or tokenizer_config.json)")
+    index = p / "model.safetensors.index.json"
+    if index.is_file():
+        import json
+
+        shards = set(json.loads(index.read_text())["weight_map"].values())
+        missing += [s for s in sorted(shards) if not (p / s).is_file()]
+    if missing:
+        raise BackboneError(f"incomplete model folder {p}: missing {', '.join(missing)}")
+    return p
+
+
+@dataclass
+class Prompt:
+    """A tokenised, left-padded batch of prompts (and their images) ready for the model."""
+
+    input_ids: torch.Tensor  # (B, L)
+    attention_mask: torch.Tensor  # (B, L)
+    extra: dict[str, torch.Tensor]  # pixel_values, image_grid_thw, mm_token_type_ids if any
+
+    def to(self, device: torch.device | str) -> Prompt:
+        return Prompt(
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            {k: v.to(device) for k, v in self.extra.items()},
+        )
+
+
+class Backbone(nn.Module):
+    """A Hugging Face VLM (or causal LM) plus its processor, with the faces the three uses need."""
+
+    def __init__(self, model: nn.Module, processor: Any, path: str | None = None):
+        super().__init__()
+        self.model = model
+        self.processor = processor
+        self.path = path
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.is_vlm = hasattr(processor, "image_processor")
+        self.lora_names: list[str] = []
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, dtype: torch.dtype | None = None, attn_implementation: str = "sdpa"
+    ) -> Backbone:
+        """Load model and processor from a local folder; nothing is downloaded."""
+        from transformers import (
+            AutoConfig,
+            AutoModelForCausalLM,
+            AutoModelForImageTextToText,
+            AutoProcessor,
+            AutoTokenizer,
+        )
+
+        p = check_model_dir(path)
+        config = AutoConfig.from_pretrained(p, local_files_only=True)
+        kwargs = dict(local_files_only=True, attn_implementation=attn_implementation)
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        if hasattr(config, "vision_config"):
+            model = AutoModelForImageTextToText.from_pretrained(p, **kwargs)
+            processor = AutoProcessor.from_pretrained(p, local_files_only=True)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(p, **kwargs)
+            processor = AutoTokenizer.from_pretrained(p, local_files_only=True)
+        return cls(model, processor, str(p))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def hidden_size(self) -> int:
+        return self.model.get_input_embeddings().weight.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.get_input_embeddings().weight.dtype
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id}
+        im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if isinstance(im_end, int) and im_end != self.tokenizer.unk_token_id:
+            ids.add(im_end)
+        return sorted(i for i in ids if i is not None)
+
+    def freeze(self) -> Backbone:
+        """Frozen mode: no gradients into the weights, eval mode (no dropout)."""
+        self.model.requires_grad_(False)
+        self.model.eval()
+        return self
+
+    # ------------------------------------------------------------------ LoRA heads
+    def _lora_layers(self) -> list[nn.Module]:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        return [m for m in self.model.modules() if isinstance(m, BaseTunerLayer)]
+
+    def add_lora(
+        self,
+        name: str,
+        r: int = 16,
+        alpha: int = 32,
+        dropout: float = 0.0,
+        target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+    ) -> None:
+        """Add a named LoRA head on the language model (vision tower untouched); starts off."""
+        from peft import LoraConfig, inject_adapter_in_model
+
+        if name in self.lora_names:
+            raise ValueError(f"LoRA head '{name}' already exists")
+        targets = rf".*(language_model|model\.layers).*\.({'|'.join(target_modules)})$"
+        cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
+        inject_adapter_in_model(cfg, self.model, adapter_name=name)
+        self.lora_names.append(name)
+        self.set_lora(None)
+
+    def set_lora(self, name: str | None) -> None:
+        """Switch head `name` on (others off), or all heads off with None.
+
+        Only the active head's weights require gradients; base weights are never touched.
+        """
+        if name is not None and name not in self.lora_names:
+            have = ", ".join(self.lora_names) or "none added"
+            raise ValueError(f"no LoRA head '{name}' (have: {have})")
+        for layer in self._lora_layers():
+            if name is None:
+                layer.enable_adapters(False)
+            else:
+                layer.enable_adapters(True)
+                layer.set_adapter(name)
+        for n, p in self.model.named_parameters():
+            if "lora_" in n:
+                p.requires_grad_(name is not None and f".{name}." in n)
+        self._active_lora = name
+
+    @contextlib.contextmanager
+    def lora(self, name: str | None) -> Iterator[None]:
+        """Run a block with head `name` on (None: all heads off, i.e. the reference model)."""
+        prev = self.active_lora
+        self.set_lora(name)
+        try:
+            yield
+        finally:
+            self.set_lora(prev)
+
+    @property
+    def active_lora(self) -> str | None:
+        return getattr(self, "_active_lora", None)
+
+    def lora_parameters(self, name: str) -> list[nn.Parameter]:
+        return [p for n, p in self.model.named_parameters() if f".{name}." in n and "lora_" in n]
+
+    def lora_state_dict(self, name: str) -> dict[str, torch.Tensor]:
+        return {
+            n: p.detach().cpu()
+            for n, p in self.model.named_parameters()
+            if f".{name}." in n and "lora_" in n
+        }
+
+    def load_lora_state_dict(self, name: str, state: dict[str, torch.Tensor]) -> None:
+        params = dict(self.model.named_parameters())
+        missing = [k for k in state if k not in params]
+        if missing:
+            raise ValueError(f"LoRA head '{name}': unknown keys {missing[:3]}")
+        with torch.no_grad():
+            for k, v in state.items():
+                params[k].copy_(v)
+
+    # ------------------------------------------------------------------ prompts
+    def render(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
+        """Render a conversation with the model's chat template."""
+        render = getattr(self.processor, "apply_chat_template", None)
+        return render(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+
+    def encode(
+        self, texts: Sequence[str], images: Sequence[Sequence[Image.Image]] | None = None
+    ) -> Prompt:
+        """Tokenise rendered prompts (left-padded) with their images (one list per prompt)."""
+        flat = [im.convert("RGB") for ims in (images or []) for im in ims]
+        if flat and not self.is_vlm:
+            raise ValueError(f"{self.path}: this backbone is text-only; images cannot be passed")
+        if self.is_vlm:
+            kw = {"images": flat} if flat else {}
+            batch = self.processor(text=list(texts), padding=True, return_tensors="pt", **kw)
+        else:
+            batch = self.tokenizer(list(texts), padding=True, return_tensors="pt")
+        extra = {
+            k: batch[k]
+            for k in ("pixel_values", "image_grid_thw", "mm_token_type_ids")
+            if k in batch and (k != "mm_token_type_ids" or flat)
+        }
+        return Prompt(batch["input_ids"], batch["attention_mask"], extra)
+
+    def encode_chat(
+        self, conversations: Sequence[list[Message]], images: Sequence[Sequence[Image.Image]] | None
+    ) -> Prompt:
+        return self.encode([self.render(c) for c in conversations], images)
+
+    # ------------------------------------------------------------------ forward passes
+    def position_ids(self, prompt: Prompt) -> torch.Tensor:
+        """RoPE positions: 3-D M-RoPE when images are present, else positions that skip padding."""
+        base = self.model.model
+        if "image_grid_thw" in prompt.extra and hasattr(base, "get_rope_index"):
+            pos, _ = base.get_rope_index(
+                prompt.input_ids,
+                mm_token_type_ids=prompt.extra["mm_token_type_ids"],
+                image_grid_thw=prompt.extra["image_grid_thw"],
+                attention_mask=prompt.attention_mask,
+            )
+            return pos  # (3, B, L)
+        return (prompt.attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, L)
+
+    def run(
+        self,
+        prompt: Prompt,
+        inputs_embeds: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: Any = None,
+        use_cache: bool = False,
+    ) -> Any:
+        """One pass of the base model (no LM head); returns the HF output (last_hidden_state...)."""
+        kwargs: dict[str, Any] = {}
+        if cache is None:
+            kwargs.update(
+                {k: v for k, v in prompt.extra.items() if k != "mm_token_type_ids" or self.is_vlm}
+            )
+        if position_ids is None:
+            position_ids = self.position_ids(prompt)
+        return self.model.model(
+            input_ids=prompt.input_ids if inputs_embeds is None or self.is_vlm else None,
+            inputs_embeds=inputs_embeds,
+            attention_mask=prompt.attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=use_cache,
+            **kwargs,
+        )
+
+    def forward_with_extra_embeddings(self, prompt: Prompt, extra: torch.Tensor) -> torch.Tensor:
+        """Run prompt + appended embeddings `extra` (B, Q, D); return their final states (B, Q, D).
+
+        The prompt is left-padded, so the appended tokens sit at the same positions in every row
+        and see the whole prompt (causal attention). Gradients reach `extra` even when the
+        backbone is frozen.
+        """
+        b, q, _ = extra.shape
+        pad = self.tokenizer.pad_token_id
+        ids = torch.cat([prompt.input_ids, prompt.input_ids.new_full((b, q), pad)], 1)  # (B, L+Q)
+        mask = torch.cat([prompt.attention_mask, prompt.attention_mask.new_ones(b, q)], 1)
+        extra_kw = dict(prompt.extra)
+        if "mm_token_type_ids" in extra_kw:
+            mm = extra_kw["mm_token_type_ids"]
+            extra_kw["mm_token_type_ids"] = torch.cat([mm, mm.new_zeros(b, q)], 1)
+        full = Prompt(ids, mask, extra_kw)
+        embeds = self.model.get_input_embeddings()(prompt.input_ids)  # (B, L, D)
+        embeds = torch.cat([embeds, extra.to(embeds.dtype)], 1)  # (B, L+Q, D)
+        out = self.run(full, inputs_embeds=embeds)
+        return out.last_hidden_state[:, -q:]  # (B, Q, D)
+
+    def logits(self, prompt: Prompt) -> torch.Tensor:
+        """Next-token logits at every position (B, L, V)."""
+        hidden = self.run(prompt).last_hidden_state  # (B, L, D)
+        return self.model.get_output_embeddings()(hidden)
+
+    def token_logprobs(
+        self, prompt: Prompt, temperature: float = 1.0, with_entropy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Log-probabilities of each token given its prefix (B, L-1), optionally entropies."""
+        logits = self.logits(prompt)[:, :-1].float() / temperature  # (B, L-1, V)
+        logp = torch.log_softmax(logits, -1)
+        target = prompt.input_ids[:, 1:].unsqueeze(-1)  # (B, L-1, 1)
+        token_lp = logp.gather(-1, target).squeeze(-1)  # (B, L-1)
+        entropy = -(logp.exp() * logp).sum(-1) if with_entropy else None
+        return token_lp, entropy
+
+    # ------------------------------------------------------------------ chat
+    def chat(
+        self,
+        messages: list[Message],
+        images: Sequence[Image.Image] | None = None,
+        max_new_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+    ) -> str:
+        """Answer a conversation (images referenced by `{"type": "image"}` parts, in order)."""
+        return "".join(self.chat_stream(messages, images, max_new_tokens, temperature, top_p))
+
+    def chat_stream(
+        self,
+        messages: list[Message],
+        images: Sequence[Image.Image] | None = None,
+        max_new_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+    ) -> Iterator[str]:
+        """Stream the answer as text pieces as they are decoded."""
+        from unimodal.sampling import stream_text
+
+        prompt = self.encode_chat([messages], [list(images or [])]).to(self.device)
+        yield from stream_text(self, prompt, max_new_tokens, temperature, top_p)

@@ -1,0 +1,247 @@
+"""Typed configs: dataclasses filled from TOML files and `--section.field=value` overrides.
+
+Every tool owns a root dataclass whose fields are nested dataclasses (sections) or plain values.
+`load_config(Root, argv)` reads `--config FILE.toml` (a path, or a name in `configs/`), applies
+overrides in order, and checks every key and type: an unknown key or a value of the wrong type is
+a `ConfigError` naming the dotted key. `to_dict` / `to_toml` give the resolved config that is
+printed at start and saved with every checkpoint.
+
+Left out on purpose: config inheritance, interpolation and environment variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config key or value that cannot be used; the message names the dotted key."""
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+@dataclasses.dataclass(frozen=True)
+class _CliValue:
+    """A command-line value: parsed as a TOML literal, but a string field takes the raw text."""
+
+    raw: str
+    parsed: Any
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """Check `value` against annotation `tp`, converting where it is lossless (int -> float)."""
+    if isinstance(value, _CliValue) and tp is str:
+        return value.raw
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if isinstance(value, _CliValue) and typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        value = value.parsed
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, arg, value)
+            except ConfigError:
+                pass
+        if isinstance(value, _CliValue):
+            value = value.raw
+        raise ConfigError(f"{key}: {value!r} does not match {_name(tp)}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(args)}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list ({_name(tp)}), got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
+            items = [_coerce(f"{key}[{i}]", a, v) for i, (a, v) in enumerate(zip(args, value))]
+        else:
+            item_tp = args[0] if args else Any
+            items = [_coerce(f"{key}[{i}]", item_tp, v) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        return dict(value)
+    if _is_dataclass_type(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a section (table), got {value!r}")
+        return _build(tp, value, key)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported field type {_name(tp)}")
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
+
+
+def _build(cls: type[T], table: dict[str, Any], prefix: str = "") -> T:
+    fields = _fields(cls)
+    kwargs = {}
+    for k, v in table.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if k not in fields:
+            raise ConfigError(f"unknown config key '{key}' (known: {', '.join(sorted(fields))})")
+        kwargs[k] = _coerce(key, fields[k], v)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{prefix or cls.__name__}: {e}") from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The resolved config as plain nested dicts (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=list))
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} to TOML")
+
+
+def to_toml(cfg: Any) -> str:
+    """Serialise a resolved config to TOML (None values are omitted: they are the defaults)."""
+    out: list[str] = []
+
+    def emit(d: dict[str, Any], section: str) -> None:
+        plain = {k: v for k, v in d.items() if not isinstance(v, dict) and v is not None}
+        tables = {k: v for k, v in d.items() if isinstance(v, dict)}
+        if section and (plain or not tables):
+            out.append(f"[{section}]")
+        for k, v in plain.items():
+            out.append(f"{k} = {_toml_value(v)}")
+        if plain:
+            out.append("")
+        for k, v in tables.items():
+            emit(v, f"{section}.{k}" if section else k)
+
+    emit(to_dict(cfg), "")
+    return "\n".join(out).strip() + "\n"
+
+
+def _parse_value(raw: str) -> _CliValue:
+    """Command-line values are TOML literals; bare words are strings."""
+    try:
+        return _CliValue(raw, tomllib.loads(f"v = {raw}")["v"])
+    except tomllib.TOMLDecodeError:
+        return _CliValue(raw, raw)
+
+
+def _set(table: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = table
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{dotted}: '{p}' is a value, not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve_config_path(name: str) -> Path:
+    """A TOML path as given, or a name (with or without .toml) in the project's `configs/`."""
+    for cand in (Path(name), CONFIG_DIR / name, CONFIG_DIR / f"{name}.toml"):
+        if cand.is_file():
+            return cand
+    raise ConfigError(f"config file not found: '{name}' (looked in . and {CONFIG_DIR})")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+
+
+def load_config(cls: type[T], argv: list[str] | None = None, base: str | None = None) -> T:
+    """Build `cls` from an optional TOML (`--config X` or `base`) plus `--a.b=v` overrides."""
+    argv = list(argv or [])
+    table: dict[str, Any] = {}
+    overrides: list[tuple[str, Any]] = []
+    config_name = base
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument '{arg}': use --section.field=value")
+        key, eq, raw = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise ConfigError(f"--{key}: missing value (use --{key}=VALUE)")
+            raw, i = argv[i + 1], i + 1
+        if key == "config":
+            config_name = raw
+        else:
+            overrides.append((key, _parse_value(raw)))
+        i += 1
+    if config_name:
+        table = read_toml(resolve_config_path(config_name))
+    for key, value in overrides:
+        _set(table, key, value)
+    return _build(cls, table)
+
+
+def from_dict(cls: type[T], table: dict[str, Any]) -> T:
+    """Rebuild a config from `to_dict` output (e.g. one saved next to a checkpoint)."""
+    return _build(cls, table)
+
+
+def merge_tables(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge two config tables, `extra` winning."""
+    return _merge(base, extra)

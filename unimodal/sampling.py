@@ -1,0 +1,129 @@
+"""Batched autoregressive sampling from the backbone with a KV cache.
+
+One decode loop serves chat (greedy or sampled, streamed) and RL rollouts (token ids plus the
+log-probabilities of the sampled tokens under the sampling distribution). Rows that have finished
+stop being extended and are masked; the loop ends when every row has finished.
+
+Left out on purpose: beam search, repetition penalties, speculative decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from unimodal.backbone import Backbone, Prompt
+
+
+@dataclass
+class SampleOutput:
+    """Sampled completions for a batch of prompts (right-padded with pad id, mask 0)."""
+
+    prompt_ids: torch.Tensor  # (B, L) left-padded
+    prompt_mask: torch.Tensor  # (B, L)
+    completion_ids: torch.Tensor  # (B, T)
+    completion_mask: torch.Tensor  # (B, T) 1 for real tokens, incl. the EOS token
+    logprobs: torch.Tensor  # (B, T) log-prob of each sampled token (0 where masked)
+    finished: torch.Tensor  # (B,) True where an EOS token ended the row
+
+
+def _pick(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None):
+    """Choose next tokens from logits (B, V); returns (tokens (B,), logprobs (B,))."""
+    if temperature <= 0:
+        logp = torch.log_softmax(logits.float(), -1)
+        tok = logp.argmax(-1)
+        return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
+    logp = torch.log_softmax(logits.float() / temperature, -1)  # (B, V)
+    probs = logp.exp()
+    if top_p < 1.0:
+        sorted_p, idx = probs.sort(-1, descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < top_p  # always keeps the top token
+        sorted_p = sorted_p * keep
+        probs = torch.zeros_like(probs).scatter(-1, idx, sorted_p)
+    tok = torch.multinomial(probs, 1, generator=gen).squeeze(-1)  # (B,)
+    return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
+
+
+def _decode_steps(
+    backbone: Backbone,
+    prompt: Prompt,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator | None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield (tokens (B,), logprobs (B,), alive-before-step (B,)) one step at a time."""
+    eos = torch.tensor(backbone.eos_token_ids, device=prompt.input_ids.device)
+    pos = backbone.position_ids(prompt)  # (B, L) or (3, B, L)
+    next_pos = pos.reshape(-1, *pos.shape[-2:]).amax(0)[:, -1] + 1  # (B,)
+    out = backbone.run(prompt, position_ids=pos, use_cache=True)
+    cache = out.cache
+    logits = backbone.model.get_output_embeddings()(out.last_hidden_state[:, -1])  # (B, V)
+    alive = torch.ones(prompt.input_ids.shape[0], dtype=torch.bool, device=eos.device)
+    mask = prompt.attention_mask
+    for _ in range(max_new_tokens):
+        tok, lp = _pick(logits, temperature, top_p, generator)
+        tok = torch.where(alive, tok, torch.full_like(tok, backbone.tokenizer.pad_token_id))
+        yield tok, lp, alive
+        alive = alive & ~torch.isin(tok, eos)
+        if not alive.any():
+            return
+        mask = torch.cat([mask, alive[:, None].to(mask.dtype)], 1)
+        step_pos = next_pos[:, None] if pos.dim() == 2 else next_pos[None, :, None].expand(3, -1, 1)
+        step = Prompt(tok[:, None], mask, {})
+        out = backbone.run(step, position_ids=step_pos, cache=cache, use_cache=True)
+        cache = out.cache
+        logits = backbone.model.get_output_embeddings()(out.last_hidden_state[:, -1])
+        next_pos = next_pos + 1
+
+
+@torch.no_grad()
+def sample(
+    backbone: Backbone,
+    prompt: Prompt,
+    max_new_tokens: int = 256,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> SampleOutput:
+    """Sample completions for a batch; temperature 0 is greedy."""
+    prompt = prompt.to(backbone.device)
+    toks, lps, alives = [], [], []
+    for tok, lp, alive in _decode_steps(
+        backbone, prompt, max_new_tokens, temperature, top_p, generator
+    ):
+        toks.append(tok)
+        lps.append(lp)
+        alives.append(alive)
+    ids = torch.stack(toks, 1)  # (B, T)
+    mask = torch.stack(alives, 1)  # (B, T)
+    eos = torch.tensor(backbone.eos_token_ids, device=ids.device)
+    finished = (torch.isin(ids, eos) & mask).any(1)
+    logprobs = torch.stack(lps, 1) * mask
+    return SampleOutput(
+        prompt.input_ids, prompt.attention_mask, ids, mask.long(), logprobs, finished
+    )
+
+
+@torch.no_grad()
+def stream_text(
+    backbone: Backbone, prompt: Prompt, max_new_tokens: int, temperature: float, top_p: float
+) -> Iterator[str]:
+    """Stream decoded text of a single prompt, piece by piece (EOS not included)."""
+    prompt = prompt.to(backbone.device)
+    eos = set(backbone.eos_token_ids)
+    ids: list[int] = []
+    shown = ""
+    for tok, _, _ in _decode_steps(backbone, prompt, max_new_tokens, temperature, top_p, None):
+        t = int(tok[0])
+        if t in eos:
+            break
+        ids.append(t)
+        text = backbone.tokenizer.decode(ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for more
+            continue
+        if len(text) > len(shown):
+            yield text[len(shown) :]
+            shown = text

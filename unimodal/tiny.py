@@ -1,0 +1,210 @@
+"""Build a small Qwen2-VL backbone offline and save it like a real checkpoint.
+
+The model, tokenizer and processor are the very Hugging Face classes that load Qwen2-VL
+checkpoints, so everything afterwards goes through the same `from_pretrained` path. The
+tokenizer is a byte-level BPE trained with `tokenizers` on text the package can produce without
+network: shapes-world captions and questions plus Python standard-library source code.
+
+Presets: `tiny` (well under a million parameters, for tests) and `small` (tens of millions, for
+GPU runs). Left out on purpose: any pretrained weights (the model starts random).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for c in message['content'] %}"
+    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# Standard-library modules whose source teaches the tokenizer (and stage 0) Python.
+CODE_MODULES = (
+    "json",
+    "collections",
+    "random",
+    "functools",
+    "textwrap",
+    "string",
+    "heapq",
+    "bisect",
+    "fractions",
+    "statistics",
+    "difflib",
+    "calendar",
+    "shlex",
+    "csv",
+    "copy",
+    "enum",
+    "dataclasses",
+    "pprint",
+    "colorsys",
+    "operator",
+    "glob",
+    "fnmatch",
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    layers: int
+    heads: int
+    kv_heads: int
+    vision_depth: int
+    vision_dim: int
+    vision_heads: int
+    image_pixels: int  # images are resized to about this many pixels (area)
+
+
+PRESETS = {
+    "tiny": Preset(2048, 64, 128, 2, 4, 2, 1, 32, 2, 56 * 56),
+    "small": Preset(8192, 384, 1024, 8, 6, 2, 4, 192, 4, 112 * 112),
+}
+
+
+def stdlib_code(modules: tuple[str, ...] = CODE_MODULES) -> list[str]:
+    """Source code of some pure-Python standard-library modules (found offline)."""
+    out = []
+    for name in modules:
+        try:
+            out.append(inspect.getsource(__import__(name)))
+        except (OSError, TypeError, ImportError):
+            continue
+    return out
+
+
+def shapes_text(n: int = 3000, seed: int = 0) -> Iterator[str]:
+    """Captions, questions and answers from the shapes world (for the tokenizer corpus)."""
+    from unimodal.data import caption, qa_pairs, random_scene
+
+    rng = random.Random(seed)
+    for _ in range(n):
+        scene = random_scene(rng)
+        yield caption(scene, rng)[0]
+        for qa in qa_pairs(scene, rng):
+            yield f"{qa.question} {qa.answer}"
+
+
+def train_tokenizer(vocab_size: int, corpus: list[str]):
+    """Byte-level BPE with the Qwen2-VL special tokens, wrapped as a HF fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+
+
+def build_backbone(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> Path:
+    """Build, initialise and `save_pretrained` a Qwen2-VL of the given preset into `out_dir`."""
+    import torch
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown backbone preset '{preset}'; choose one of {sorted(PRESETS)}")
+    p = PRESETS[preset]
+    corpus = stdlib_code() + list(shapes_text())
+    tokenizer = train_tokenizer(p.vocab_size, corpus)
+    ids = {s: tokenizer.convert_tokens_to_ids(s) for s in SPECIAL_TOKENS}
+    image_processor = Qwen2VLImageProcessor(
+        min_pixels=p.image_pixels,
+        max_pixels=p.image_pixels * 4,
+        patch_size=14,
+        merge_size=2,
+        temporal_patch_size=2,
+    )
+    processor = Qwen2VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(),
+        chat_template=CHAT_TEMPLATE,
+    )
+    head_dim = p.hidden_size // p.heads
+    half = head_dim // 2
+    mrope = [half - 2 * (half // 4), half // 4, half // 4]  # temporal, height, width
+    config = Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=p.hidden_size,
+            intermediate_size=p.intermediate_size,
+            num_hidden_layers=p.layers,
+            num_attention_heads=p.heads,
+            num_key_value_heads=p.kv_heads,
+            max_position_embeddings=4096,
+            rope_parameters={"rope_type": "default", "mrope_section": mrope, "rope_theta": 1e4},
+            bos_token_id=None,
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            depth=p.vision_depth,
+            embed_dim=p.vision_dim,
+            hidden_size=p.hidden_size,
+            num_heads=p.vision_heads,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Build a small offline Qwen2-VL backbone folder.")
+    ap.add_argument("out_dir")
+    ap.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    print(build_backbone(a.out_dir, a.preset, a.seed))
+
+
+if __name__ == "__main__":
+    main()
