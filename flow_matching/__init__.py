@@ -1,0 +1,46 @@
+"""Flow-matching diffusion decoding, independent of any language model.
+
+Conventions (diffusers): ``x_sigma = (1 - sigma) * x0 + sigma * noise``, the network predicts
+``noise - x0``, sigma = 1 is pure noise. Latents are always the VAE's normalised latents.
+"""
+
+from flow_matching.cfg import NullCondition, drop_condition
+from flow_matching.decoder import Decoder, DecoderConfig, apply_train_mode, build_decoder
+from flow_matching.latent_cache import LatentCache
+from flow_matching.loss import add_noise, flow_matching_loss, velocity_target
+from flow_matching.sampler import (
+    SamplerConfig,
+    cfg_weights,
+    dual_guidance_weights,
+    guided_velocity,
+    sample,
+)
+from flow_matching.timesteps import FlowMatchingConfig, sample_sigmas, shift_sigma, sigma_schedule
+from flow_matching.vae import VAE, DiffusersVAE, IdentityVAE, VAEConfig, build_vae
+
+__all__ = [
+    "VAE",
+    "Decoder",
+    "DecoderConfig",
+    "DiffusersVAE",
+    "FlowMatchingConfig",
+    "IdentityVAE",
+    "LatentCache",
+    "NullCondition",
+    "SamplerConfig",
+    "VAEConfig",
+    "add_noise",
+    "apply_train_mode",
+    "build_decoder",
+    "build_vae",
+    "cfg_weights",
+    "drop_condition",
+    "dual_guidance_weights",
+    "flow_matching_loss",
+    "guided_velocity",
+    "sample",
+    "sample_sigmas",
+    "shift_sigma",
+    "sigma_schedule",
+    "velocity_target",
+]

@@ -36,13 +36,15 @@ def drop_condition(
     Returns ``(cond, mask, keep)``: the new condition ``(B, L, D)``; the mask ``(B, L)`` with dropped
     rows set to all-valid (the null tokens are all attended, as at sampling time), or None when
     ``mask`` is None; and ``keep`` ``(B,)`` bool, True where the original row was kept. Gradients
-    flow to ``null`` through the dropped rows.
+    flow to ``null`` through the dropped rows. ``generator`` must live on ``cond.device``.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"cfg dropout p: must be in [0, 1], got {p}")
     b, length, dim = cond.shape
     if tuple(null.shape) not in ((length, dim), (1, length, dim)):
-        raise ValueError(f"null condition shape {tuple(null.shape)} does not match cond {(length, dim)}")
+        raise ValueError(
+            f"null condition shape {tuple(null.shape)} does not match cond {(length, dim)}"
+        )
     null = null.reshape(1, length, dim)  # (1, L, D)
     u = torch.rand(b, generator=generator, device=cond.device)  # (B,)
     keep = u >= p  # (B,)

@@ -39,6 +39,10 @@ class SamplerConfig:
     image_guidance: float = 1.5
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the bad value."""
         if self.method not in METHODS:
             raise ValueError(
                 f"sampler.method: unknown method {self.method!r}; choose one of 'euler', 'heun'"
@@ -64,7 +68,9 @@ def cfg_weights(guidance: float) -> tuple[float, float]:
     return (1.0 - guidance, guidance)
 
 
-def dual_guidance_weights(image_guidance: float, text_guidance: float) -> tuple[float, float, float]:
+def dual_guidance_weights(
+    image_guidance: float, text_guidance: float
+) -> tuple[float, float, float]:
     """Branches (uncond, image, image+text): ``v_uu + s_img (v_img - v_uu) + s_txt (v_full - v_img)``."""
     return (1.0 - image_guidance, image_guidance - text_guidance, text_guidance)
 
@@ -111,13 +117,15 @@ def sample(
     The start is ``noise`` if given, else ``randn(shape, generator=generator)`` on ``device``.
     """
     if method not in METHODS:
-        raise ValueError(f"sampler.method: unknown method {method!r}; choose one of 'euler', 'heun'")
+        raise ValueError(
+            f"sampler.method: unknown method {method!r}; choose one of 'euler', 'heun'"
+        )
     if noise is None:
         noise = torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
     elif tuple(noise.shape) != tuple(shape):
         raise ValueError(f"noise shape {tuple(noise.shape)} does not match shape {tuple(shape)}")
     v_fn = guided_velocity(velocity_fn, tuple(weights))
-    sigmas = sigma_schedule(steps, shift, device=noise.device).to(noise.dtype)  # (steps + 1,)
+    sigmas = sigma_schedule(steps, shift, device=noise.device, dtype=noise.dtype)  # (steps + 1,)
     x = noise  # (B, C, H, W)
     b = x.shape[0]
     for i in range(steps):

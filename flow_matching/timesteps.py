@@ -35,6 +35,10 @@ class FlowMatchingConfig:
     shift: float = 1.0
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the bad value."""
         if self.weighting_scheme not in WEIGHTING_SCHEMES:
             choices = ", ".join(repr(s) for s in WEIGHTING_SCHEMES)
             raise ValueError(
@@ -60,7 +64,10 @@ def sample_sigmas(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """Training noise levels ``(B,)`` in (0, 1): density from ``cfg`` then the resolution shift."""
+    """Training noise levels ``(B,)`` in (0, 1): density from ``cfg`` then the resolution shift.
+
+    ``generator`` must live on ``device``.
+    """
     u = compute_density_for_timestep_sampling(
         weighting_scheme=cfg.weighting_scheme,
         batch_size=batch,
@@ -74,10 +81,13 @@ def sample_sigmas(
 
 
 def sigma_schedule(
-    steps: int, shift: float = 1.0, device: torch.device | str = "cpu"
+    steps: int,
+    shift: float = 1.0,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Inference grid ``(steps + 1,)`` from 1 down to 0: ``shift_sigma(linspace(1, 0, steps + 1))``."""
     if steps < 1:
         raise ValueError(f"sampler.steps: must be >= 1, got {steps}")
     sigmas = torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=torch.float64)
-    return shift_sigma(sigmas, shift).float()  # (steps + 1,)
+    return shift_sigma(sigmas, shift).to(dtype)  # (steps + 1,)

@@ -310,6 +310,12 @@ class Backbone(nn.Module):
         out = self.run(full, inputs_embeds=embeds)
         return out.last_hidden_state[:, -q:]  # (B, Q, D)
 
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor
+    ) -> torch.Tensor:
+        """Next-token logits (B, L, V); the entry point wrapped by DDP / FSDP in training."""
+        return self.logits(Prompt(input_ids, attention_mask, extra))
+
     def logits(self, prompt: Prompt) -> torch.Tensor:
         """Next-token logits at every position (B, L, V)."""
         hidden = self.run(prompt).last_hidden_state  # (B, L, D)

@@ -74,7 +74,13 @@ def save(
         shutil.rmtree(tmp)
     tmp.mkdir()
     for name, tensors in weights.items():
-        flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        flat, seen = {}, set()
+        for k, v in tensors.items():
+            v = v.detach().contiguous().cpu()
+            if v.data_ptr() in seen:  # tied weights: safetensors stores each storage once
+                v = v.clone()
+            seen.add(v.data_ptr())
+            flat[k] = v
         save_file(flat, tmp / f"{name}.safetensors")
     torch.save(train_state, tmp / "train_state.pt")
     (tmp / "config.toml").write_text(config_toml)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,11 +96,13 @@ def stdlib_code(modules: tuple[str, ...] = CODE_MODULES) -> list[str]:
 
 def shapes_text(n: int = 3000, seed: int = 0) -> Iterator[str]:
     """Captions, questions and answers from the shapes world (for the tokenizer corpus)."""
-    from unimodal.data import caption, qa_pairs, random_scene
+    import numpy as np
 
-    rng = random.Random(seed)
+    from unimodal.data import caption, qa_pairs, sample_scene
+
+    rng = np.random.default_rng(seed)
     for _ in range(n):
-        scene = random_scene(rng)
+        scene = sample_scene(rng)
         yield caption(scene, rng)[0]
         for qa in qa_pairs(scene, rng):
             yield f"{qa.question} {qa.answer}"
@@ -194,6 +195,29 @@ def build_backbone(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> 
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
+    return out
+
+
+@dataclass
+class ModelConfig:
+    """Which backbone a tool uses: a local Hugging Face folder, or an offline preset."""
+
+    path: str = ""  # a local HF folder; empty builds the offline `preset` backbone
+    preset: str = "tiny"
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"model.preset: unknown '{self.preset}'; choose one of {sorted(PRESETS)}")
+
+
+def ensure_backbone(path: str, preset: str, cache_root: str | Path = "runs/backbones") -> Path:
+    """`path` when given; otherwise the `preset` backbone, built once under `cache_root`."""
+    if path:
+        return Path(path)
+    out = Path(cache_root) / preset
+    if not (out / "config.json").is_file():
+        print(f"building the offline '{preset}' backbone in {out}", flush=True)
+        build_backbone(out, preset)
     return out
 
 

@@ -1,0 +1,78 @@
+"""Data: the procedural shapes world (scenes, captions, VQA, edits, checker) and image folders."""
+
+from .captions import (
+    CATEGORIES,
+    RELATIONS,
+    Group,
+    PromptItem,
+    Spec,
+    caption,
+    geneval_prompts,
+    sample_prompt,
+    scene_for_spec,
+    spec_text,
+    supported_categories,
+)
+from .checker import CheckResult, Detection, check, check_scene, detect
+from .datasets import (
+    EditDataset,
+    ShapesDataset,
+    VQADataset,
+    collate,
+    prompt_sample,
+    to_pixels,
+)
+from .edits import EDIT_KINDS, EditPair, edit_pair, edit_sample, scene_spec
+from .emoji import prepare_emoji_folder
+from .folder import DataError, FolderImageDataset
+from .shapes import COLORS, PALETTE, SHAPES, SIZES, Obj, Scene, render, render_array, sample_scene
+from .vqa import ANSWERS, QA, QTYPES, chance_level, questions, sample_qa, vqa_sample
+
+__all__ = [
+    "ANSWERS",
+    "CATEGORIES",
+    "COLORS",
+    "EDIT_KINDS",
+    "PALETTE",
+    "QA",
+    "QTYPES",
+    "RELATIONS",
+    "SHAPES",
+    "SIZES",
+    "CheckResult",
+    "DataError",
+    "Detection",
+    "EditDataset",
+    "EditPair",
+    "FolderImageDataset",
+    "Group",
+    "Obj",
+    "PromptItem",
+    "Scene",
+    "ShapesDataset",
+    "Spec",
+    "VQADataset",
+    "caption",
+    "chance_level",
+    "check",
+    "check_scene",
+    "collate",
+    "detect",
+    "edit_pair",
+    "edit_sample",
+    "geneval_prompts",
+    "prepare_emoji_folder",
+    "prompt_sample",
+    "questions",
+    "render",
+    "render_array",
+    "sample_prompt",
+    "sample_qa",
+    "sample_scene",
+    "scene_for_spec",
+    "scene_spec",
+    "spec_text",
+    "supported_categories",
+    "to_pixels",
+    "vqa_sample",
+]

@@ -71,7 +71,8 @@ class PromptItem:
     scene: Scene
 
 
-def _a(word: str) -> str:
+def with_article(word: str) -> str:
+    """The word with its indefinite article ("a" or, before a vowel, "an")."""
     return ("an " if word[0] in "aeiou" else "a ") + word
 
 
@@ -81,8 +82,8 @@ def spec_text(spec: Spec) -> str:
     if spec.category == "counting":
         return f"{NUMBERS[g[0].count]} {g[0].phrase()}"
     if spec.category == "position":
-        return f"{_a(g[0].phrase())} {spec.relation} {_a(g[1].phrase())}"
-    return " and ".join(_a(x.phrase()) for x in g)
+        return f"{with_article(g[0].phrase())} {spec.relation} {with_article(g[1].phrase())}"
+    return " and ".join(with_article(x.phrase()) for x in g)
 
 
 def supported_categories(scene: Scene) -> list[str]:

@@ -26,6 +26,8 @@ _CHROMA = _PAL / _PAL.max(axis=1, keepdims=True)  # (K, 3)
 FLOOR = 0.3  # brightness (max channel) below which a pixel is background
 MIN_AREA = 0.008  # smallest kept component, as a fraction of the image area
 SPLIT_SHARE = 0.3  # a second colour with this share of a component splits it
+TRIANGLE_SKEW = 0.2  # |vertical skewness| above this: triangle (others ~0, triangle ~0.56)
+SQUARE_FILL = 0.87  # fill above this: square (1.0), else circle (0.785)
 REL_MARGIN = 0.03  # centroid offset that a relation needs, fraction of the image side
 
 
@@ -77,10 +79,12 @@ def detect(image) -> list[Detection]:
     img = to_array(image)
     h, w, _ = img.shape
     value = img.max(axis=2)  # (H, W)
-    chroma = img / np.maximum(value, 1e-6)[..., None]
-    dist = ((chroma[:, :, None, :] - _CHROMA[None, None]) ** 2).sum(-1)  # (H, W, K)
-    cls = dist.argmin(axis=2)  # (H, W)
-    labels, n = ndimage.label(value > FLOOR)
+    fg = value > FLOOR
+    chroma = img[fg] / value[fg][:, None]  # (P, 3)
+    dist = (_CHROMA**2).sum(1) - 2 * chroma @ _CHROMA.T  # (P, K), squared distance minus |c|^2
+    cls = np.zeros((h, w), dtype=np.int64)
+    cls[fg] = dist.argmin(axis=1)
+    labels, _ = ndimage.label(fg)
     min_px = max(4.0, MIN_AREA * h * w)
     out = []
     for i, sl in enumerate(ndimage.find_objects(labels), start=1):
@@ -103,7 +107,9 @@ def detect(image) -> list[Detection]:
     return sorted(out, key=lambda d: (d.cx, d.cy))
 
 
-def _describe(img: np.ndarray, sl: tuple, mask: np.ndarray, k: int, labels: np.ndarray) -> Detection:
+def _describe(
+    img: np.ndarray, sl: tuple, mask: np.ndarray, k: int, labels: np.ndarray
+) -> Detection:
     """Shape features of one component (``mask`` inside the slice ``sl``) of colour ``k``."""
     h, w, _ = img.shape
     # Grow the window and the mask by one pixel to take in the faint anti-aliased rim.
@@ -117,16 +123,16 @@ def _describe(img: np.ndarray, sl: tuple, mask: np.ndarray, k: int, labels: np.n
     ref = ref / max(ref.max(), 1e-6) * np.quantile(patch[full].max(axis=1), 0.9)
     cov = np.clip((patch @ ref) / max(float(ref @ ref), 1e-6), 0, 1) * grown  # (h', w')
     area = float(cov.sum())
-    width = float(cov.max(axis=0).sum())
+    width = float(cov.max(axis=0).sum())  # soft extents: sum of per-column / per-row peaks
     height = float(cov.max(axis=1).sum())
     ys, xs = np.mgrid[y0:y1, x0:x1] + 0.5
     cx, cy = float((cov * xs).sum() / area), float((cov * ys).sum() / area)
     var = float((cov * (ys - cy) ** 2).sum() / area)
     skew = float((cov * (ys - cy) ** 3).sum() / area / max(var, 1e-6) ** 1.5)
     fill = area / max(width * height, 1e-6)
-    if fill < 0.64 or abs(skew) > 0.3:
+    if abs(skew) > TRIANGLE_SKEW:
         shape = "triangle"
-    elif fill < 0.89:
+    elif fill < SQUARE_FILL:
         shape = "circle"
     else:
         shape = "square"
@@ -142,7 +148,9 @@ def _describe(img: np.ndarray, sl: tuple, mask: np.ndarray, k: int, labels: np.n
 
 def _select(dets: list[Detection], shape: str | None, color: str | None) -> list[Detection]:
     return [
-        d for d in dets if (shape is None or d.shape == shape) and (color is None or d.color == color)
+        d
+        for d in dets
+        if (shape is None or d.shape == shape) and (color is None or d.color == color)
     ]
 
 

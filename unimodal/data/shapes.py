@@ -152,7 +152,9 @@ def sample_size(rng: np.random.Generator, n_objects: int) -> str:
 def sample_scene(rng: np.random.Generator, n_objects: int | None = None) -> Scene:
     """A random scene with ``n_objects`` (default uniform 1..MAX_OBJECTS) random objects."""
     n = int(rng.integers(1, MAX_OBJECTS + 1)) if n_objects is None else n_objects
-    attrs = [(str(rng.choice(SHAPES)), str(rng.choice(COLORS)), sample_size(rng, n)) for _ in range(n)]
+    attrs = [
+        (str(rng.choice(SHAPES)), str(rng.choice(COLORS)), sample_size(rng, n)) for _ in range(n)
+    ]
     return place_all(rng, attrs)
 
 

@@ -1,0 +1,280 @@
+"""Flow-matching diffusion decoder: one thin adapter over diffusers' condition-attending DiTs.
+
+- ``sana`` (default): ``SanaTransformer2DModel`` (SANA, Xie et al. 2024): linear self-attention,
+  cross-attention to the condition tokens, Mix-FFN; no positional embedding unless
+  ``interpolation_scale`` is set. The condition mask is honoured by the cross-attention.
+- ``sd3``: ``SD3Transformer2DModel`` (MMDiT, Esser et al. 2024): joint attention over image and
+  condition tokens; its pooled vector is the (masked) mean of the condition tokens fed to the
+  model's own pooled-projection input. Joint attention takes no key mask, so padded condition
+  tokens are still attended (only the pooled mean ignores them).
+
+Time: the network gets ``timestep = 1000 * sigma`` (times SANA's ``config.timestep_scale``), exactly
+what diffusers' SANA / SD3 pipelines feed, so pretrained SANA folders load and work as they are.
+
+Representation alignment (REPA, Yu et al. 2024): with ``align_block = k`` the forward also returns
+the image-token hidden states after ``transformer_blocks[k]`` (a forward hook), shape (B, N, Dh).
+
+Left out: SANA-Sprint guidance embeddings, SD3 skip-layer guidance, ControlNet residuals.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import SanaTransformer2DModel, SD3Transformer2DModel
+from torch import nn
+
+from flow_matching._loading import resolve_pretrained
+
+DECODER_CLASSES = {"sana": SanaTransformer2DModel, "sd3": SD3Transformer2DModel}
+TRAIN_MODES = ("full", "lora", "frozen")
+Transformer = SanaTransformer2DModel | SD3Transformer2DModel
+_POSITIVE_FIELDS = (
+    "in_channels",
+    "sample_size",
+    "patch_size",
+    "num_layers",
+    "num_attention_heads",
+    "attention_head_dim",
+    "cond_dim",
+    "lora_rank",
+)
+
+
+@dataclass
+class DecoderConfig:
+    """Decoder options. With ``pretrained`` set, the architecture fields (``in_channels`` ..
+    ``pos_embed_max_size``) are ignored and read from the folder; use ``Decoder.cond_dim`` etc."""
+
+    type: str = "sana"  # 'sana' | 'sd3'
+    pretrained: str | None = None  # local diffusers folder (model or pipeline with transformer/)
+    in_channels: int = 4  # latent channels (= out channels)
+    sample_size: int = 32  # latent side the model is built for (positional tables)
+    patch_size: int = 2
+    num_layers: int = 2
+    num_attention_heads: int = 2
+    attention_head_dim: int = 16  # hidden width Dh = heads * head_dim
+    cond_dim: int = 32  # condition width Dc (SANA caption_channels, SD3 joint_attention_dim)
+    mlp_ratio: float = 2.5  # sana Mix-FFN expansion
+    num_cross_attention_heads: int | None = None  # sana; None -> num_attention_heads
+    cross_attention_head_dim: int | None = None  # sana; None -> attention_head_dim
+    interpolation_scale: float | None = None  # sana; None -> no positional embedding (SANA 1.0)
+    qk_norm: str | None = None  # e.g. 'rms_norm_across_heads' (sana 1.5), 'rms_norm' (sd3.5)
+    pos_embed_max_size: int | None = None  # sd3; None -> sample_size // patch_size
+    align_block: int | None = None  # block whose output is returned as `hidden` (REPA)
+    train_mode: str = "full"  # 'full' | 'lora' | 'frozen'
+    lora_rank: int = 16
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the bad value."""
+        if self.type not in DECODER_CLASSES:
+            raise ValueError(
+                f"decoder.type: unknown decoder {self.type!r}; choose one of 'sana', 'sd3'"
+            )
+        if self.train_mode not in TRAIN_MODES:
+            raise ValueError(
+                f"decoder.train_mode: unknown mode {self.train_mode!r}; "
+                "choose one of 'full', 'lora', 'frozen'"
+            )
+        for name in _POSITIVE_FIELDS:
+            if getattr(self, name) < 1:
+                raise ValueError(f"decoder.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.pretrained is None and self.sample_size % self.patch_size:
+            raise ValueError(
+                f"decoder.patch_size: {self.patch_size} does not divide "
+                f"decoder.sample_size {self.sample_size}"
+            )
+        if self.pretrained is None and self.align_block is not None:
+            if not 0 <= self.align_block < self.num_layers:
+                raise ValueError(
+                    f"decoder.align_block: {self.align_block} is not a block index in "
+                    f"[0, {self.num_layers})"
+                )
+        if self.train_mode == "lora" and not self.lora_targets:
+            raise ValueError("decoder.lora_targets: empty; name the modules LoRA should adapt")
+
+    def transformer_kwargs(self) -> dict:
+        """Constructor arguments of the diffusers class for a from-scratch model."""
+        inner = self.num_attention_heads * self.attention_head_dim
+        common = dict(
+            in_channels=self.in_channels,
+            out_channels=self.in_channels,
+            num_attention_heads=self.num_attention_heads,
+            attention_head_dim=self.attention_head_dim,
+            num_layers=self.num_layers,
+            sample_size=self.sample_size,
+            patch_size=self.patch_size,
+            qk_norm=self.qk_norm,
+        )
+        if self.type == "sana":
+            heads = self.num_cross_attention_heads or self.num_attention_heads
+            head_dim = self.cross_attention_head_dim or self.attention_head_dim
+            return common | dict(
+                num_cross_attention_heads=heads,
+                cross_attention_head_dim=head_dim,
+                cross_attention_dim=inner,  # keys/values come from the projected caption (width Dh)
+                caption_channels=self.cond_dim,
+                mlp_ratio=self.mlp_ratio,
+                interpolation_scale=self.interpolation_scale,
+            )
+        return common | dict(
+            joint_attention_dim=self.cond_dim,
+            caption_projection_dim=inner,  # joint blocks require context width == Dh
+            pooled_projection_dim=self.cond_dim,  # pooled vector = mean of condition tokens
+            pos_embed_max_size=self.pos_embed_max_size or self.sample_size // self.patch_size,
+        )
+
+
+class Decoder(nn.Module):
+    """Uniform face of a SANA / SD3 transformer: ``(x_t, sigma, cond, mask) -> (velocity, hidden)``."""
+
+    def __init__(self, transformer: Transformer, align_block: int | None = None) -> None:
+        super().__init__()
+        if not isinstance(transformer, tuple(DECODER_CLASSES.values())):
+            raise TypeError(f"unsupported decoder model {type(transformer).__name__}")
+        self.transformer = transformer
+        self.type = "sana" if isinstance(transformer, SanaTransformer2DModel) else "sd3"
+        c = transformer.config
+        self.in_channels: int = c.in_channels
+        self.patch_size: int = c.patch_size
+        self.hidden_dim: int = c.num_attention_heads * c.attention_head_dim
+        if self.type == "sana":
+            if c.guidance_embeds:
+                raise ValueError(
+                    "decoder.pretrained: guidance-embedding (SANA-Sprint) models are unsupported"
+                )
+            self.cond_dim: int = c.caption_channels
+            self.timestep_scale = 1000.0 * c.timestep_scale
+        else:
+            if c.pooled_projection_dim != c.joint_attention_dim:
+                raise ValueError(
+                    f"decoder.pretrained: SD3 pooled_projection_dim {c.pooled_projection_dim} != "
+                    f"joint_attention_dim {c.joint_attention_dim}; the pooled vector is the mean "
+                    "of the condition tokens, so the two widths must match"
+                )
+            self.cond_dim = c.joint_attention_dim
+            self.timestep_scale = 1000.0
+        num_blocks = len(transformer.transformer_blocks)
+        if align_block is not None and not 0 <= align_block < num_blocks:
+            raise ValueError(
+                f"decoder.align_block: {align_block} is not a block index in [0, {num_blocks})"
+            )
+        self.align_block = align_block
+
+    def grid_size(self, height: int, width: int) -> tuple[int, int]:
+        """Token grid ``(h // p, w // p)`` for a latent of ``height x width``."""
+        return height // self.patch_size, width // self.patch_size
+
+    def num_tokens(self, height: int, width: int) -> int:
+        """Number of image tokens N for a latent of ``height x width``."""
+        gh, gw = self.grid_size(height, width)
+        return gh * gw
+
+    def validate_grid(self, latent_hw: tuple[int, int]) -> None:
+        """Raise ``ValueError`` if the latent grid cannot be patchified by this model."""
+        h, w = latent_hw
+        p = self.patch_size
+        if h % p or w % p:
+            raise ValueError(
+                f"decoder.patch_size: {p} does not divide the latent grid {h}x{w}; "
+                f"use a resolution whose latent side is a multiple of {p}"
+            )
+        max_side = getattr(self.transformer.config, "pos_embed_max_size", None)
+        if self.type == "sd3" and max(h, w) // p > max_side:
+            raise ValueError(
+                f"decoder.pos_embed_max_size: latent grid {h}x{w} needs {max(h, w) // p} "
+                f"positions per side, the model has {max_side}"
+            )
+
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        sigma: torch.Tensor,
+        cond: torch.Tensor,
+        cond_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Velocity ``(B, C, H, W)`` at noise level ``sigma`` (B,) given ``cond`` (B, L, Dc).
+
+        ``cond_mask`` (B, L): 1 / True for valid condition tokens. Returns ``(velocity, hidden)``
+        with ``hidden`` (B, N, Dh) after ``align_block``, or None when ``align_block`` is None.
+        """
+        b = x_t.shape[0]
+        timestep = (sigma.float() * self.timestep_scale).reshape(-1).expand(b)  # (B,)
+        captured: list[torch.Tensor] = []
+        handle = None
+        if self.align_block is not None:
+
+            def hook(_module: nn.Module, _args: tuple, output: object) -> None:
+                # SANA blocks return hidden states; SD3 joint blocks return (context, hidden).
+                captured.append(output[1] if isinstance(output, tuple) else output)
+
+            block = self.transformer.transformer_blocks[self.align_block]
+            handle = block.register_forward_hook(hook)
+        try:
+            if self.type == "sana":
+                out = self.transformer(
+                    x_t,
+                    encoder_hidden_states=cond,
+                    timestep=timestep,
+                    encoder_attention_mask=cond_mask,
+                    return_dict=False,
+                )[0]  # (B, C', H, W)
+            else:
+                if cond_mask is None:
+                    pooled = cond.mean(dim=1)  # (B, Dc)
+                else:
+                    m = cond_mask.to(cond.dtype).unsqueeze(-1)  # (B, L, 1)
+                    pooled = (cond * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, Dc)
+                out = self.transformer(
+                    x_t,
+                    encoder_hidden_states=cond,
+                    pooled_projections=pooled,
+                    timestep=timestep,
+                    return_dict=False,
+                )[0]  # (B, C', H, W)
+        finally:
+            if handle is not None:
+                handle.remove()
+        velocity = out[:, : self.in_channels]  # (B, C, H, W); drops learned-variance channels
+        hidden = captured[0] if captured else None  # (B, N, Dh)
+        return velocity, hidden
+
+
+def apply_train_mode(transformer: Transformer, cfg: DecoderConfig) -> None:
+    """Set which weights train: all ('full'), none ('frozen'), or only injected LoRA ('lora')."""
+    if cfg.train_mode == "full":
+        transformer.requires_grad_(True)
+        return
+    transformer.requires_grad_(False)
+    if cfg.train_mode == "lora":
+        from peft import LoraConfig
+
+        lora = LoraConfig(
+            r=cfg.lora_rank,
+            lora_alpha=cfg.lora_alpha,
+            target_modules=list(cfg.lora_targets),
+            init_lora_weights=True,  # B = 0: the adapted model starts equal to the base
+        )
+        transformer.add_adapter(lora)
+
+
+def build_decoder(cfg: DecoderConfig) -> Decoder:
+    """Build from config (from scratch) or load ``cfg.pretrained``, then apply ``cfg.train_mode``."""
+    cfg.validate()
+    cls = DECODER_CLASSES[cfg.type]
+    if cfg.pretrained is None:
+        transformer = cls(**cfg.transformer_kwargs())
+    else:
+        folder, subfolder = resolve_pretrained(
+            cfg.pretrained, "transformer", "decoder.pretrained", (cls.__name__,)
+        )
+        transformer = cls.from_pretrained(folder, subfolder=subfolder, local_files_only=True)
+    if cfg.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    apply_train_mode(transformer, cfg)
+    return Decoder(transformer, align_block=cfg.align_block)

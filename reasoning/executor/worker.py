@@ -1,0 +1,271 @@
+"""The worker: a long-lived process inside the sandbox that forks one fresh child per program.
+
+The host starts it as `python -S -s -B -P -c <this file's text> <config json>`, so it imports
+nothing from the package (standard library only). Protocol: requests arrive on fd 0 and replies
+leave on fd 1, each a 4-byte big-endian length followed by UTF-8 JSON. Programs never see these
+fds: each child gets /dev/null as stdin, a size-capped file in the scratch dir as stdout/stderr
+(nobody parses it, so forged markers there mean nothing) and its own result pipe.
+
+Per program the child, before touching the code: dies with the worker (PDEATHSIG), caps address
+space, CPU seconds, file size (which also caps stdout), open files and processes, loads the
+program seccomp filter, then runs the module and `f(<inputs>)`, and writes {status, output,
+reason} to the result pipe. The worker SIGKILLs it at the wall-clock deadline, turns signals and
+missing or malformed results into statuses, and empties the scratch dir for the next program.
+
+Left out on purpose: parsing or judging outputs (the host does that) and any retry logic.
+"""
+
+import builtins
+import ctypes
+import gc
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import struct
+import sys
+import time
+
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP = 1, 4, 38, 22
+PR_CAPBSET_DROP = 24
+MAX_REQUEST = 64 << 20
+PRELOAD = (
+    "collections itertools functools math re string heapq bisect operator copy json fractions "
+    "decimal statistics datetime textwrap typing dataclasses enum unicodedata calendar array"
+).split()
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def load_seccomp(bpf):
+    """Install a raw BPF seccomp filter on the calling process; True on success."""
+    if not bpf:
+        return False
+    buf = ctypes.create_string_buffer(bpf, len(bpf))
+    prog = _Fprog(len(bpf) // 8, ctypes.addressof(buf))
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        return False
+    return _libc.prctl(PR_SET_SECCOMP, 2, ctypes.byref(prog), 0, 0) == 0
+
+
+def drop_capabilities():
+    """Drop every capability (bounding set, then effective/permitted/inheritable)."""
+    for cap in range(64):
+        _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+    data = (ctypes.c_uint32 * 6)()
+    return _libc.capset(header, data) == 0
+
+
+def read_exact(fd, n):
+    chunks = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd):
+    head = read_exact(fd, 4)
+    if head is None:
+        return None
+    (size,) = struct.unpack(">I", head)
+    if size > MAX_REQUEST:
+        return None
+    body = read_exact(fd, size)
+    return None if body is None else json.loads(body)
+
+
+def write_frame(fd, obj):
+    body = json.dumps(obj).encode()
+    data = struct.pack(">I", len(body)) + body
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def set_limits(cfg, timeout):
+    cpu = int(timeout) + 2
+    limits = {
+        resource.RLIMIT_AS: cfg["memory_bytes"],
+        resource.RLIMIT_CPU: cpu,
+        resource.RLIMIT_FSIZE: cfg["file_bytes"],
+        resource.RLIMIT_NOFILE: cfg["open_files"],
+        resource.RLIMIT_CORE: 0,
+        resource.RLIMIT_NPROC: 0 if os.getuid() != 0 else 1,
+    }
+    for which, value in limits.items():
+        try:
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            pass
+
+
+def child_main(cfg, req, w):
+    """Runs in the forked child; never returns."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    scratch = cfg["scratch"]
+    out = os.open(os.path.join(scratch, ".stdout"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.closerange(3, w)
+    os.closerange(w + 1, 1 << 16)
+    os.chdir(scratch)
+    set_limits(cfg, req["timeout"])
+    if cfg["child_filter"] and not load_seccomp(bytes.fromhex(cfg["child_filter"])):
+        os._exit(71)
+    reply = {"status": "error", "output": None, "reason": ""}
+    try:
+        namespace = {"__name__": "__main__", "__builtins__": builtins}
+        exec(compile(req["code"], "<program>", "exec"), namespace)
+        call = compile("f(" + req["inputs"] + "\n)", "<inputs>", "eval")
+        text = repr(eval(call, namespace))
+        if len(text) > cfg["max_output"]:
+            reply.update(status="output-limit", reason=f"output repr has {len(text)} characters")
+        else:
+            reply.update(status="ok", output=text)
+    except BaseException as exc:  # noqa: B036 - a program may raise SystemExit and friends
+        try:
+            reply["reason"] = (type(exc).__name__ + ": " + str(exc))[:1000]
+        except BaseException:  # noqa: B036 - str() runs program code
+            reply["reason"] = "exception whose message cannot be formatted"
+    try:
+        write_frame(w, reply)
+    except BaseException:  # noqa: B036
+        os._exit(72)
+    os._exit(0)
+
+
+def wait_child(pid, r, deadline, cap):
+    """(raw result bytes, wait status, timed_out, over_cap); SIGKILLs the child when needed."""
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    poller.register(r, select.POLLIN)
+    poller.register(pidfd, select.POLLIN)
+    buf, timed_out, over, exited = bytearray(), False, False, False
+    while not (exited or over):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            break
+        for fd, _ in poller.poll(max(1, int(left * 1000))):
+            if fd == pidfd:
+                exited = True
+            elif chunk := os.read(r, 1 << 16):
+                buf += chunk
+                over = len(buf) > cap
+            else:
+                poller.unregister(r)
+    if exited and not over:
+        os.set_blocking(r, False)
+        try:
+            while len(buf) <= cap and (chunk := os.read(r, 1 << 16)):
+                buf += chunk
+        except BlockingIOError:
+            pass
+        over = len(buf) > cap
+    if not exited:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    os.close(pidfd)
+    return bytes(buf), status, timed_out, over
+
+
+def classify(raw, status, timed_out, over, timeout):
+    if timed_out:
+        return "timeout", None, f"killed after {timeout:g} s wall clock"
+    if over:
+        return "output-limit", None, "result exceeds the output cap"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGXFSZ:
+            return "output-limit", None, "file size limit exceeded (stdout/stderr or a file)"
+        if sig == signal.SIGXCPU:
+            return "timeout", None, "CPU time limit exceeded"
+        return "error", None, f"killed by signal {signal.Signals(sig).name}"
+    code = os.WEXITSTATUS(status)
+    try:
+        (size,) = struct.unpack(">I", raw[:4])
+        reply = json.loads(raw[4:]) if size == len(raw) - 4 and code == 0 else None
+    except (struct.error, ValueError):
+        reply = None
+    if not isinstance(reply, dict) or reply.get("status") not in ("ok", "error", "output-limit"):
+        return "error", None, f"program exited (code {code}) without a valid result"
+    output = reply.get("output") if reply["status"] == "ok" else None
+    if reply["status"] == "ok" and not isinstance(output, str):
+        return "error", None, "program produced a malformed result"
+    return reply["status"], output, str(reply.get("reason", ""))[:1000]
+
+
+def clear_scratch(scratch):
+    for entry in os.scandir(scratch):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+def run_one(cfg, req):
+    start = time.monotonic()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            child_main(cfg, req, w)
+        finally:
+            os._exit(70)
+    os.close(w)
+    try:
+        cap = cfg["max_output"] * 6 + 4096  # JSON may escape each character to 6
+        raw, status, timed_out, over = wait_child(pid, r, start + req["timeout"], cap)
+    finally:
+        os.close(r)
+    result = classify(raw, status, timed_out, over, req["timeout"])
+    clear_scratch(cfg["scratch"])
+    return dict(zip(("status", "output", "reason"), result), duration=time.monotonic() - start)
+
+
+def main():
+    cfg = json.loads(sys.argv[1])
+    rfd, wfd = os.dup(0), os.dup(1)
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(null, fd)
+    os.environ.clear()
+    if cfg.get("scratch") is None:
+        cfg["scratch"] = os.getcwd()
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    caps = drop_capabilities() if cfg["drop_caps"] else True
+    seccomp = load_seccomp(bytes.fromhex(cfg["worker_filter"])) if cfg["worker_filter"] else False
+    gc.collect()
+    gc.freeze()
+    write_frame(wfd, {"ready": True, "seccomp": seccomp, "caps_dropped": caps, "uid": os.getuid()})
+    while (req := read_frame(rfd)) is not None:
+        try:
+            reply = run_one(cfg, req)
+        except Exception as exc:  # e.g. fork failing under memory pressure: report, keep serving
+            reply = {"status": "error", "output": None, "reason": f"worker: {exc!r}"[:1000]}
+        write_frame(wfd, {"id": req["id"], **reply})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Policy-gradient core shared by Absolute Zero and RM-R1: rollouts, advantages, clipped update."""
+
+from reasoning.pg.advantages import (
+    ESTIMATORS,
+    estimate,
+    group_whiten,
+    grpo_advantages,
+    reinforce_pp_advantages,
+    task_relative_advantages,
+)
+from reasoning.pg.loss import aggregate, clipped_surrogate, k3_kl, pg_loss
+from reasoning.pg.rollout import Batch, Rollout, collate, generate, response_logprobs
+from reasoning.pg.step import PGConfig, policy_step
+
+__all__ = [
+    "ESTIMATORS",
+    "Batch",
+    "PGConfig",
+    "Rollout",
+    "aggregate",
+    "clipped_surrogate",
+    "collate",
+    "estimate",
+    "generate",
+    "group_whiten",
+    "grpo_advantages",
+    "k3_kl",
+    "pg_loss",
+    "policy_step",
+    "reinforce_pp_advantages",
+    "response_logprobs",
+    "task_relative_advantages",
+]

@@ -1,0 +1,125 @@
+"""One clipped policy-gradient update of a LoRA head from a list of scored rollouts.
+
+`policy_step` recomputes the current log-probs with the head on, and, when `kl_coef > 0`, the
+reference log-probs with every head off (`backbone.lora(None)` under no_grad: the base model
+*is* the reference, so no second copy sits in memory). It runs in micro-batches whose losses
+share the whole batch's normaliser, so the accumulated gradient equals the full-batch one, then
+clips the gradient norm and takes one optimizer step. `model` is whatever computes logits from
+(input_ids, attention_mask): the backbone itself or its accelerate/DDP-prepared wrapper.
+Left out on purpose: several PPO epochs / mini-batches per batch (AZR and RM-R1 use one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from reasoning.pg.loss import AGGREGATIONS, pg_loss
+from reasoning.pg.rollout import Rollout, collate, response_logprobs
+from unimodal.backbone import Backbone
+
+
+@dataclass
+class PGConfig:
+    """Objective and update settings (defaults: AZR, i.e. no KL, symmetric clip 0.2)."""
+
+    clip_low: float = 0.2
+    clip_high: float = 0.2  # DAPO's clip-higher uses 0.28
+    kl_coef: float = 0.0  # RM-R1: 1e-3 (k3 estimator)
+    entropy_coef: float = 0.0
+    aggregation: str = "token-mean"  # token-mean | seq-mean
+    temperature: float = 1.0  # the sampling temperature (log-probs are taken under it)
+    micro_batch: int = 8  # sequences per forward/backward
+    max_grad_norm: float = 1.0  # 0 disables clipping
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"pg.aggregation: unknown '{self.aggregation}' ({AGGREGATIONS})")
+        if self.micro_batch < 1 or self.temperature <= 0:
+            raise ValueError("pg.micro_batch must be >= 1 and pg.temperature > 0")
+
+
+def policy_step(
+    model: Callable[..., torch.Tensor],
+    backbone: Backbone,
+    head: str,
+    rollouts: Sequence[Rollout],
+    optimizer: torch.optim.Optimizer,
+    cfg: PGConfig,
+    accelerator: Any = None,
+) -> dict[str, float]:
+    """One clipped update of head `head` on `rollouts` (advantages already set); returns stats."""
+    if not rollouts:
+        return {}
+    params = backbone.lora_parameters(head)
+    device = backbone.device
+    pad = backbone.tokenizer.pad_token_id
+    n_tokens = float(sum(r.length for r in rollouts))
+    normaliser = n_tokens if cfg.aggregation == "token-mean" else float(len(rollouts))
+    autocast = accelerator.autocast if accelerator is not None else contextlib.nullcontext
+    chunks = [rollouts[s : s + cfg.micro_batch] for s in range(0, len(rollouts), cfg.micro_batch)]
+    totals: dict[str, float] = {}
+    optimizer.zero_grad(set_to_none=True)
+    backbone.set_lora(head)
+    for c, chunk in enumerate(chunks):
+        batch = collate(chunk, pad).to(device)
+        t = batch.response_mask.shape[1]
+        ref_lp = None
+        if cfg.kl_coef > 0:
+            with torch.no_grad(), backbone.lora(None), autocast():
+                ref_logits = model(batch.input_ids, batch.attention_mask)  # (b, L, V)
+                ref_lp, _ = response_logprobs(
+                    ref_logits, batch.input_ids, t, cfg.temperature, False
+                )
+            del ref_logits
+        last = c == len(chunks) - 1
+        sync = (
+            accelerator.no_sync(model)
+            if accelerator is not None and not last
+            else contextlib.nullcontext()
+        )
+        with sync:
+            with autocast():
+                logits = model(batch.input_ids, batch.attention_mask)  # (b, L, V)
+                logp, entropy = response_logprobs(
+                    logits, batch.input_ids, t, cfg.temperature, cfg.entropy_coef > 0
+                )
+                loss, stats = pg_loss(
+                    logp,
+                    batch.old_logprobs,
+                    batch.advantages,
+                    batch.response_mask,
+                    cfg.clip_low,
+                    cfg.clip_high,
+                    cfg.aggregation,
+                    normaliser,
+                    ref_logp=ref_lp,
+                    kl_coef=cfg.kl_coef,
+                    entropy=entropy,
+                    entropy_coef=cfg.entropy_coef,
+                )
+            if accelerator is not None:
+                accelerator.backward(loss)
+            else:
+                loss.backward()
+        share = float(batch.response_mask.sum()) / max(n_tokens, 1.0)
+        totals["loss"] = totals.get("loss", 0.0) + float(loss)
+        for k, v in stats.items():
+            totals[k] = totals.get(k, 0.0) + float(v) * share
+        with torch.no_grad():
+            diff = (logp.detach() - batch.old_logprobs) * batch.response_mask
+            totals["logp_diff"] = totals.get("logp_diff", 0.0) + float(diff.abs().sum()) / n_tokens
+    if cfg.max_grad_norm > 0:
+        clip = accelerator.clip_grad_norm_ if accelerator is not None else _clip
+        totals["grad_norm"] = float(clip(params, cfg.max_grad_norm))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return totals
+
+
+def _clip(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    return torch.nn.utils.clip_grad_norm_(params, max_norm)

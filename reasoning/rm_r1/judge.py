@@ -1,0 +1,119 @@
+"""The judge API: render RM-R1 prompts, sample traces with the judge head, parse the verdicts.
+
+`judge(backbone, prompt, answer_a, answer_b)` answers one pair; `judge_many` batches; both use
+`parse_verdict`, the same parser the RL reward uses. A judge head is saved as a folder holding
+`judge_lora.safetensors` and `judge_lora.json` (LoRA shape and prompt style); `load_head` adds
+it to a backbone. Left out: self-consistency voting over several sampled traces.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from reasoning.rm_r1.prompts import PromptStyle, judge_messages
+from reasoning.rm_r1.verdict import Verdict, parse_verdict
+from unimodal.backbone import Backbone, Message
+from unimodal.sampling import sample
+
+PairInput = tuple[str | Sequence[Message], str, str]  # (prompt or conversation, A, B)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The parsed verdict ('A', 'B', or None for a format failure) and the full trace."""
+
+    verdict: Verdict | None
+    reasoning: str
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """How a judge head was built, saved next to its weights."""
+
+    name: str = "judge"
+    r: int = 16
+    alpha: int = 32
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    style: str = "instruct"
+
+
+def render_pairs(backbone: Backbone, pairs: Sequence[PairInput], style: PromptStyle) -> list[str]:
+    """Judge prompts rendered with the backbone's chat template (generation prompt added)."""
+    return [backbone.render(judge_messages(p, a, b, style)) for p, a, b in pairs]
+
+
+@torch.no_grad()
+def judge_many(
+    backbone: Backbone,
+    pairs: Sequence[PairInput],
+    head: str | None = "judge",
+    style: PromptStyle = "instruct",
+    max_new_tokens: int = 1024,
+    temperature: float = 0.0,
+    batch_size: int = 8,
+    generator: torch.Generator | None = None,
+) -> list[Judgement]:
+    """Judge each (prompt, A, B); `head=None` judges with the bare backbone (e.g. RM-R1 weights)."""
+    texts = render_pairs(backbone, pairs, style)
+    out: list[Judgement] = []
+    with backbone.lora(head):
+        for s in range(0, len(texts), batch_size):
+            prompt = backbone.encode(texts[s : s + batch_size])
+            res = sample(backbone, prompt, max_new_tokens, temperature, 1.0, generator)
+            for ids, mask in zip(res.completion_ids, res.completion_mask):
+                trace = backbone.tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
+                out.append(Judgement(parse_verdict(trace), trace))
+    return out
+
+
+def judge(
+    backbone: Backbone,
+    prompt: str | Sequence[Message],
+    answer_a: str,
+    answer_b: str,
+    head: str | None = "judge",
+    style: PromptStyle = "instruct",
+    max_new_tokens: int = 1024,
+    temperature: float = 0.0,
+) -> Judgement:
+    """Which of two answers to `prompt` (a string or a conversation) is better, with reasons."""
+    return judge_many(
+        backbone, [(prompt, answer_a, answer_b)], head, style, max_new_tokens, temperature
+    )[0]
+
+
+def save_head(backbone: Backbone, spec: HeadSpec, folder: str | Path) -> Path:
+    """Write the head's LoRA weights and spec into `folder`."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.contiguous() for k, v in backbone.lora_state_dict(spec.name).items()}
+    save_file(weights, str(out / "judge_lora.safetensors"))
+    (out / "judge_lora.json").write_text(json.dumps(asdict(spec), indent=2))
+    return out
+
+
+def read_spec(folder: str | Path) -> HeadSpec:
+    raw = json.loads((Path(folder) / "judge_lora.json").read_text())
+    return HeadSpec(**{**raw, "target_modules": tuple(raw["target_modules"])})
+
+
+def load_head(backbone: Backbone, folder: str | Path, name: str | None = None) -> HeadSpec:
+    """Add the head saved in `folder` to `backbone` (as `name`, default its saved name)."""
+    p = Path(folder)
+    if not (p / "judge_lora.safetensors").is_file():
+        raise FileNotFoundError(f"no judge head in {p} (expected judge_lora.safetensors)")
+    spec = read_spec(p)
+    name = name or spec.name
+    if name not in backbone.lora_names:
+        backbone.add_lora(name, spec.r, spec.alpha, 0.0, spec.target_modules)
+    state = load_file(str(p / "judge_lora.safetensors"))
+    if name != spec.name:
+        state = {k.replace(f".{spec.name}.", f".{name}."): v for k, v in state.items()}
+    backbone.load_lora_state_dict(name, state)
+    return spec

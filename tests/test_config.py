@@ -1,0 +1,85 @@
+from dataclasses import dataclass, field
+
+import pytest
+
+from unimodal.config import ConfigError, from_dict, load_config, to_dict, to_toml
+
+
+@dataclass
+class Inner:
+    lr: float = 1e-3
+    name: str = "x"
+    scales: tuple[int, ...] = (4, 8, 16)
+    path: str | None = None
+    flag: bool = False
+
+    def __post_init__(self):
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+@dataclass
+class Root:
+    inner: Inner = field(default_factory=Inner)
+    steps: int = 10
+
+
+def test_defaults_and_overrides():
+    cfg = load_config(Root, ["--steps=5", "--inner.lr", "0.5", "--inner.scales=[4, 8]"])
+    assert cfg.steps == 5 and cfg.inner.lr == 0.5 and cfg.inner.scales == (4, 8)
+    cfg = load_config(Root, ["--inner.name=123", "--inner.path=runs/a.b", "--inner.flag=true"])
+    assert cfg.inner.name == "123" and cfg.inner.path == "runs/a.b" and cfg.inner.flag is True
+    assert isinstance(load_config(Root, ["--inner.lr=2"]).inner.lr, float)
+
+
+def test_toml_file_and_round_trip(tmp_path):
+    f = tmp_path / "run.toml"
+    f.write_text("steps = 3\n[inner]\nlr = 0.25\nname = 'y'\n")
+    cfg = load_config(Root, ["--config", str(f), "--steps=4"])
+    assert (cfg.steps, cfg.inner.lr, cfg.inner.name) == (4, 0.25, "y")
+    assert from_dict(Root, to_dict(cfg)) == cfg
+    g = tmp_path / "again.toml"
+    g.write_text(to_toml(cfg))
+    assert load_config(Root, ["--config", str(g)]) == cfg
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--inner.lrr=1"], "inner.lrr"),
+        (["--bogus=1"], "bogus"),
+        (["--steps=1.5"], "steps"),
+        (["--steps=abc"], "steps"),
+        (["--inner.flag=3"], "inner.flag"),
+        (["--inner.scales=[4, 'a']"], "inner.scales[1]"),
+        (["--inner.lr=-1"], "lr must be positive"),
+        (["--config", "/nonexistent.toml"], "nonexistent"),
+        (["steps=3"], "unexpected argument"),
+    ],
+)
+def test_errors_name_the_key(argv, needle):
+    with pytest.raises(ConfigError, match=needle.replace("[", r"\[").replace("]", r"\]")):
+        load_config(Root, argv)
+
+
+def test_shipped_configs_parse():
+    """Every TOML in configs/ loads into the config class of its tool."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    tools = {}
+    for name in ("train_mllm", "train_gen", "train_azr", "train_rm"):
+        p = root / "tools" / f"{name}.py"
+        if p.is_file():
+            spec = importlib.util.spec_from_file_location(name, p)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            tools[name] = mod
+    checked = 0
+    for toml in sorted((root / "configs").glob("*.toml")):
+        tool = toml.read_text().splitlines()[0].removeprefix("# tool:").strip()
+        if tool in tools:
+            load_config(tools[tool].CONFIG, ["--config", str(toml)])
+            checked += 1
+    assert checked >= 1

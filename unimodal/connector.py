@@ -1,0 +1,56 @@
+"""Connector: a small bidirectional transformer from query states to decoder condition tokens.
+
+Input is the backbone's hidden states at one scale's query positions (B, s*s, D_backbone); a
+linear map to the connector width, a learned per-scale embedding, `depth` pre-norm transformer
+encoder layers with full (bidirectional) attention, then a projection to the decoder's caption
+width. One connector serves every scale.
+
+Left out on purpose: MetaQueries' 24-layer size (depth is a config value).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ConnectorConfig:
+    depth: int = 2
+    width: int = 256
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads:
+            raise ValueError(
+                f"connector.width ({self.width}) must be divisible by connector.heads ({self.heads})"
+            )
+
+
+class Connector(nn.Module):
+    def __init__(self, cfg: ConnectorConfig, in_dim: int, out_dim: int, num_scales: int):
+        super().__init__()
+        self.inp = nn.Linear(in_dim, cfg.width)
+        self.scale_embed = nn.Parameter(torch.zeros(num_scales, cfg.width))
+        layer = nn.TransformerEncoderLayer(
+            cfg.width,
+            cfg.heads,
+            int(cfg.width * cfg.mlp_ratio),
+            cfg.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.blocks = nn.TransformerEncoder(layer, cfg.depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.width)
+        self.out = nn.Linear(cfg.width, out_dim)
+
+    def forward(self, states: torch.Tensor, scale_index: int) -> torch.Tensor:
+        """(B, N, D_backbone) -> condition tokens (B, N, D_cond)."""
+        x = self.inp(states.float()) + self.scale_embed[scale_index]  # (B, N, W)
+        x = self.blocks(x)  # (B, N, W)
+        return self.out(self.norm(x))  # (B, N, D_cond)

@@ -1,0 +1,258 @@
+"""The generation model (Ming-Lite-Uni): frozen backbone + multi-scale queries -> connector ->
+flow-matching decoder, trained with multi-scale representation alignment.
+
+For each query scale s (default 4, 8, 16) there is one output resolution (`resolutions`): the
+backbone runs once on prompt + all queries, the connector turns each scale's query states into
+condition tokens, and the shared decoder learns to denoise the image at that scale's resolution
+from them. Alignment ties the decoder's block-k hidden states at each scale to the backbone's
+query states of that scale (or to an external encoder's patch features), resampled to the
+decoder's token grid. CFG: the condition is dropped to a learned null with probability p.
+
+Left out on purpose: editing inputs (source image as reference latents), which live in the
+editing issue, and any device placement or logging (the training loop does that).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flow_matching import (
+    Decoder,
+    DecoderConfig,
+    FlowMatchingConfig,
+    NullCondition,
+    SamplerConfig,
+    VAEConfig,
+    add_noise,
+    build_decoder,
+    build_vae,
+    drop_condition,
+    flow_matching_loss,
+    sample_sigmas,
+)
+from flow_matching import sample as ode_sample
+from unimodal.align import Projector, alignment_loss, resample_grid
+from unimodal.backbone import Backbone, Prompt
+from unimodal.connector import Connector, ConnectorConfig
+from unimodal.queries import MultiScaleQueries, QueryConfig
+
+
+@dataclass
+class GenModelConfig:
+    queries: QueryConfig = field(default_factory=QueryConfig)
+    connector: ConnectorConfig = field(
+        default_factory=lambda: ConnectorConfig(depth=2, width=128, heads=4)
+    )
+    decoder: DecoderConfig = field(
+        default_factory=lambda: DecoderConfig(
+            type="sana",
+            in_channels=3,
+            sample_size=32,
+            patch_size=4,
+            num_layers=4,
+            num_attention_heads=4,
+            attention_head_dim=32,
+            cond_dim=128,
+            align_block=1,
+        )
+    )
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    flow: FlowMatchingConfig = field(default_factory=FlowMatchingConfig)
+    sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(steps=20, guidance=3.0))
+    resolutions: tuple[int, ...] = (8, 16, 32)  # output pixels per query scale, same order
+    train_scales: tuple[int, ...] = ()  # scales that get a decoder loss; empty = all
+    cfg_dropout: float = 0.1
+    align_weight: float = 0.5  # lambda; 0 disables alignment
+    align_target: str = "backbone"  # backbone | encoder
+    projector_dim: int = 256
+    prompt_prefix: str = ""  # text put before every prompt, e.g. "Generate an image: "
+
+    def __post_init__(self) -> None:
+        scales = self.queries.scales
+        if len(self.resolutions) != len(scales):
+            raise ValueError(
+                f"gen.resolutions: {len(self.resolutions)} values for {len(scales)} query scales "
+                f"{scales}; give one resolution per scale"
+            )
+        for s in self.train_scales:
+            if s not in scales:
+                raise ValueError(f"gen.train_scales: {s} is not one of queries.scales {scales}")
+        if self.align_target not in ("backbone", "encoder"):
+            raise ValueError(f"gen.align_target: unknown '{self.align_target}' (backbone | encoder)")
+        if not 0 <= self.cfg_dropout <= 1:
+            raise ValueError(f"gen.cfg_dropout: must be in [0, 1], got {self.cfg_dropout}")
+
+
+def check_grids(cfg: GenModelConfig, decoder: Decoder, downsample: int) -> list[int]:
+    """Token grid side per scale; errors name the scale / resolution that does not fit."""
+    grids = []
+    for s, r in zip(cfg.queries.scales, cfg.resolutions):
+        if r % downsample:
+            raise ValueError(f"gen.resolutions: {r} px is not a multiple of the VAE factor {downsample}")
+        latent = r // downsample
+        decoder.validate_grid((latent, latent))
+        g = latent // decoder.patch_size
+        if g % s and s % g:
+            raise ValueError(
+                f"queries.scales: scale {s} does not divide the decoder token grid {g}x{g} at "
+                f"{r} px (nor the grid it); choose scales and resolutions that nest"
+            )
+        grids.append(g)
+    return grids
+
+
+class Generator(nn.Module):
+    """Everything the generation path trains, plus the frozen backbone, decoder and VAE."""
+
+    def __init__(self, cfg: GenModelConfig, backbone: Backbone, encoder: nn.Module | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone.freeze()
+        self.vae = build_vae(cfg.vae)
+        if hasattr(self.vae, "requires_grad_"):
+            self.vae.requires_grad_(False)
+        self.decoder = build_decoder(cfg.decoder)
+        self.grids = check_grids(cfg, self.decoder, self.vae.downsample)
+        width = backbone.hidden_size
+        self.queries = MultiScaleQueries(cfg.queries, width)
+        scales = cfg.queries.scales
+        self.connector = Connector(cfg.connector, width, self.decoder.cond_dim, len(scales))
+        self.nulls = nn.ModuleList(NullCondition(s * s, self.decoder.cond_dim) for s in scales)
+        self.encoder = encoder
+        if cfg.align_target == "encoder" and encoder is None:
+            raise ValueError("gen.align_target = 'encoder' needs an encoder (encoder.path)")
+        target_dim = encoder.dim if cfg.align_target == "encoder" else width
+        self.projectors = nn.ModuleList(
+            Projector(self.decoder.hidden_dim, target_dim, cfg.projector_dim) for _ in scales
+        )
+        self.train_index = [
+            k for k, s in enumerate(scales) if not cfg.train_scales or s in cfg.train_scales
+        ]
+
+    def train(self, mode: bool = True) -> Generator:
+        super().train(mode)
+        self.backbone.model.eval()  # the frozen backbone never runs in training mode
+        return self
+
+    # ------------------------------------------------------------------ conditions
+    def encode_prompts(self, texts: list[str], images: list[list] | None = None) -> Prompt:
+        convs = []
+        for i, t in enumerate(texts):
+            content: list = [{"type": "image"} for _ in (images[i] if images else [])]
+            content.append({"type": "text", "text": self.cfg.prompt_prefix + t})
+            convs.append([{"role": "user", "content": content}])
+        return self.backbone.encode_chat(convs, images)
+
+    def query_states(self, prompt: Prompt) -> list[torch.Tensor]:
+        """Backbone hidden states at each scale's query positions [(B, s*s, D)]."""
+        b = prompt.input_ids.shape[0]
+        hidden = self.backbone.forward_with_extra_embeddings(prompt, self.queries(b))
+        return self.queries.split(hidden.float())
+
+    def conditions(self, states: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [self.connector(h, k) for k, h in enumerate(states)]  # [(B, s*s, Dc)]
+
+    # ------------------------------------------------------------------ training
+    def forward(
+        self, prompt: Prompt, pixels: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Losses for one batch; `pixels` (B, 3, H, W) in [-1, 1] at the largest resolution."""
+        states = self.query_states(prompt)
+        conds = self.conditions(states)
+        out: dict[str, torch.Tensor] = {}
+        total = pixels.new_zeros(())
+        for k in self.train_index:
+            res = self.cfg.resolutions[k]
+            img = pixels if pixels.shape[-1] == res else F.interpolate(pixels, size=(res, res), mode="area")
+            with torch.no_grad():
+                x0 = self.vae.encode(img)  # (B, C, h, w)
+            cond, _, _ = drop_condition(
+                conds[k], None, self.nulls[k].embedding, self.cfg.cfg_dropout, generator
+            )
+            b = x0.shape[0]
+            sigma = sample_sigmas(self.cfg.flow, b, generator, x0.device)  # (B,)
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+            x_t = add_noise(x0, noise, sigma)
+            v, hidden = self.decoder(x_t, sigma, cond)
+            fm = flow_matching_loss(v, x0, noise, sigma, self.cfg.flow)
+            s = self.cfg.queries.scales[k]
+            out[f"fm_{s}"] = fm.detach()
+            total = total + fm
+            if self.cfg.align_weight > 0 and hidden is not None:
+                target = self.align_target(states[k], img, self.grids[k])  # (B, N, Dt)
+                al, cos = alignment_loss(self.projectors[k](hidden), target)
+                out[f"align_{s}"], out[f"cos_{s}"] = al.detach(), cos
+                total = total + self.cfg.align_weight * al
+        out["loss"] = total
+        return out
+
+    def align_target(self, states: torch.Tensor, img: torch.Tensor, grid: int) -> torch.Tensor:
+        if self.cfg.align_target == "encoder":
+            with torch.no_grad():
+                feats = self.encoder(img)  # (B, n*n, De)
+            return resample_grid(feats, grid)
+        return resample_grid(states, grid)  # (B, grid*grid, D)
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def generate(
+        self,
+        texts: list[str],
+        *,
+        steps: int | None = None,
+        guidance: float | None = None,
+        seed: int = 0,
+        scale_index: int = -1,
+        method: str | None = None,
+        images: list[list] | None = None,
+    ) -> torch.Tensor:
+        """Images (B, 3, H, W) in [-1, 1] for `texts` at the chosen scale's resolution."""
+        sc = self.cfg.sampler
+        steps = steps or sc.steps
+        guidance = sc.guidance if guidance is None else guidance
+        k = scale_index % len(self.cfg.queries.scales)
+        device = self.backbone.device
+        prompt = self.encode_prompts(texts, images).to(device)
+        cond = self.conditions(self.query_states(prompt))[k]  # (B, L, Dc)
+        b = cond.shape[0]
+        null = self.nulls[k](b).to(cond.dtype)
+        stacked = torch.cat([null, cond], 0) if guidance != 1.0 else cond
+        weights = (1.0 - guidance, guidance) if guidance != 1.0 else (1.0,)
+        res = self.cfg.resolutions[k]
+        latent = res // self.vae.downsample
+        shape = (b, self.decoder.in_channels, latent, latent)
+        gen = torch.Generator(device=device).manual_seed(seed)
+
+        def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            return self.decoder(x, sigma, stacked)[0]
+
+        x0 = ode_sample(
+            velocity,
+            shape,
+            steps=steps,
+            method=method or sc.method,
+            shift=sc.shift,
+            weights=weights,
+            generator=gen,
+            device=device,
+        )
+        return self.vae.decode(x0).clamp(-1, 1)
+
+    # ------------------------------------------------------------------ weights
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Every trained weight (queries, connector, nulls, projectors, trainable decoder)."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if unexpected:
+            raise ValueError(f"generator weights: unexpected keys {unexpected[:5]}")
+        want = set(self.trainable_state_dict())
+        absent = sorted(want - set(state))
+        if absent:
+            raise ValueError(f"generator weights: missing keys {absent[:5]}")

@@ -1,0 +1,86 @@
+"""Multi-scale learnable query tokens (Ming-Lite-Uni).
+
+Each scale s contributes an s x s grid of learnable embeddings at the backbone's width, plus a
+2-D position embedding for that grid (a learnable row and column table, initialised from a
+sin-cos code) and its own start/end boundary embeddings. The scales are laid out one after the
+other, `[start_0, q_0 (s0*s0), end_0, start_1, ...]`, and appended after the prompt; the
+backbone's final hidden states at the query positions are the condition for each scale.
+Defaults 4x4, 8x8, 16x16 give 336 query tokens (342 with boundaries).
+
+Left out on purpose: queries as new vocabulary rows (MetaQueries), which changes the tokenizer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class QueryConfig:
+    scales: tuple[int, ...] = (4, 8, 16)
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not self.scales or any(s < 1 for s in self.scales):
+            raise ValueError(f"queries.scales: need positive grid sizes, got {self.scales}")
+        if len(set(self.scales)) != len(self.scales):
+            raise ValueError(f"queries.scales: repeated scale in {self.scales}")
+
+
+def sincos_1d(n: int, dim: int) -> torch.Tensor:
+    """Fixed sin-cos code for positions 0..n-1 (n, dim)."""
+    pos = torch.arange(n, dtype=torch.float32)[:, None]  # (n, 1)
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    code = torch.zeros(n, dim)
+    code[:, 0::2] = torch.sin(pos * freq)
+    code[:, 1::2] = torch.cos(pos * freq)[:, : dim // 2]
+    return code
+
+
+class MultiScaleQueries(nn.Module):
+    """Learnable queries for several grid scales with boundaries and 2-D positions."""
+
+    def __init__(self, cfg: QueryConfig, width: int):
+        super().__init__()
+        self.scales = tuple(cfg.scales)
+        std = cfg.init_std
+        self.queries = nn.ParameterList(
+            [nn.Parameter(torch.randn(s * s, width) * std) for s in self.scales]
+        )
+        self.rows = nn.ParameterList(
+            [nn.Parameter(sincos_1d(s, width) * std) for s in self.scales]
+        )
+        self.cols = nn.ParameterList(
+            [nn.Parameter(sincos_1d(s, width).flip(-1) * std) for s in self.scales]
+        )
+        self.boundary = nn.Parameter(torch.randn(len(self.scales), 2, width) * std)  # (S, 2, D)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(s * s + 2 for s in self.scales)
+
+    def scale_tokens(self, k: int) -> torch.Tensor:
+        """Query embeddings of scale k with its 2-D position code (s*s, D)."""
+        s = self.scales[k]
+        pos = (self.rows[k][:, None, :] + self.cols[k][None, :, :]).reshape(s * s, -1)
+        return self.queries[k] + pos
+
+    def forward(self, batch: int) -> torch.Tensor:
+        """The whole query sequence for a batch (B, Q, D), boundaries included."""
+        parts = []
+        for k in range(len(self.scales)):
+            parts += [self.boundary[k, :1], self.scale_tokens(k), self.boundary[k, 1:]]
+        seq = torch.cat(parts, 0)  # (Q, D)
+        return seq.unsqueeze(0).expand(batch, -1, -1)
+
+    def split(self, hidden: torch.Tensor) -> list[torch.Tensor]:
+        """Hidden states at the query positions (B, Q, D) -> per-scale grids [(B, s*s, D)]."""
+        out, i = [], 0
+        for s in self.scales:
+            out.append(hidden[:, i + 1 : i + 1 + s * s])
+            i += s * s + 2
+        return out
