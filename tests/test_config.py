@@ -65,6 +65,7 @@ def test_errors_name_the_key(argv, needle):
 def test_shipped_configs_parse():
     """Every TOML in configs/ loads into the config class of its tool."""
     import importlib.util
+    import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
@@ -74,6 +75,7 @@ def test_shipped_configs_parse():
         if p.is_file():
             spec = importlib.util.spec_from_file_location(name, p)
             mod = importlib.util.module_from_spec(spec)
+            sys.modules[name] = mod
             spec.loader.exec_module(mod)
             tools[name] = mod
     checked = 0
@@ -83,3 +85,25 @@ def test_shipped_configs_parse():
             load_config(tools[tool].CONFIG, ["--config", str(toml)])
             checked += 1
     assert checked >= 1
+
+
+@dataclass
+class WithSectionDefaults:
+    inner: Inner = field(default_factory=lambda: Inner(lr=0.5, name="custom"))
+
+
+def test_override_keeps_the_sections_own_defaults():
+    cfg = load_config(WithSectionDefaults, ["--inner.flag=true"])
+    assert cfg.inner.lr == 0.5 and cfg.inner.name == "custom" and cfg.inner.flag is True
+
+
+@dataclass
+class Outer:
+    mid: WithSectionDefaults = field(
+        default_factory=lambda: WithSectionDefaults(Inner(lr=0.25, name="deep"))
+    )
+
+
+def test_nested_section_defaults_survive_deep_overrides():
+    cfg = load_config(Outer, ["--mid.inner.flag=true"])
+    assert (cfg.mid.inner.lr, cfg.mid.inner.name, cfg.mid.inner.flag) == (0.25, "deep", True)

@@ -132,7 +132,7 @@ def main(cfg: GenTrainConfig) -> dict:
     speed = Throughput()
     out_dir = Path(tc.out_dir)
     torch_gen = torch.Generator(device=acc.device)
-    while step < tc.steps:
+    while step < tc.end_step:
         for _ in range(tc.grad_accum):
             start = position + acc.process_index * tc.batch_size
             texts, pixels = zip(*(data[start + i] for i in range(tc.batch_size)))
@@ -161,7 +161,7 @@ def main(cfg: GenTrainConfig) -> dict:
         is_last = step == tc.steps
         if acc.is_main_process and (is_last or (cfg.sample.every and step % cfg.sample.every == 0)):
             write_samples(gen, ema, named, cfg, out_dir / "samples" / f"step_{step:07d}.png")
-        if step % tc.save_every == 0 or is_last:
+        if step % tc.save_every == 0 or step == tc.end_step:
             weights = {"trainable": gen.trainable_state_dict()}
             if ema is not None:
                 weights["ema"] = ema.state_dict()
@@ -169,7 +169,7 @@ def main(cfg: GenTrainConfig) -> dict:
             save_training(acc, cfg, tc.out_dir, step, weights, opt, sched, state, tc.keep)
     bar.close()
     report: dict = {}
-    if acc.is_main_process:
+    if acc.is_main_process and step == tc.steps:
         if ema is not None:
             ema.copy_to(named)  # the exported and evaluated model is the EMA one
         final = export_final(gen, cfg, path, out_dir / "final")

@@ -96,7 +96,7 @@ def main(cfg: MLLMConfig) -> dict:
     bar = tqdm(total=tc.steps, initial=step, disable=not acc.is_local_main_process, desc="stage0")
     speed = Throughput()
     per_rank = tc.batch_size
-    while step < tc.steps:
+    while step < tc.end_step:
         for _ in range(tc.grad_accum):
             start = position + acc.process_index * per_rank
             batch = [data[start + i] for i in range(per_rank)]
@@ -119,13 +119,13 @@ def main(cfg: MLLMConfig) -> dict:
             rate = speed.rate()
             bar.set_postfix(loss=f"{loss.item():.3f}", samples_s=f"{rate:.1f}")
             acc.log({"loss": loss.item(), "lr": sched.get_last_lr()[0], "samples_s": rate}, step)
-        if step % tc.save_every == 0 or step == tc.steps:
+        if step % tc.save_every == 0 or step == tc.end_step:
             weights = {"model": acc.get_state_dict(model)}
             state = {"step": step, "position": position}
             save_training(acc, cfg, tc.out_dir, step, weights, opt, sched, state, tc.keep)
     bar.close()
     report: dict = {}
-    if acc.is_main_process:
+    if acc.is_main_process and step == tc.steps:
         backbone = acc.unwrap_model(model)
         final = Path(tc.out_dir) / "final"
         backbone.model.save_pretrained(final)

@@ -115,13 +115,32 @@ def _fields(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
 
+def _section_defaults(cls: type) -> dict[str, dict[str, Any]]:
+    """Defaults of the dataclass-valued fields of `cls`, as tables (a section's own defaults
+    may differ from its class defaults, e.g. `train: TrainConfig = TrainConfig(steps=1500)`)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        else:
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out[f.name] = dataclasses.asdict(value)
+    return out
+
+
 def _build(cls: type[T], table: dict[str, Any], prefix: str = "") -> T:
     fields = _fields(cls)
+    defaults = _section_defaults(cls)
     kwargs = {}
     for k, v in table.items():
         key = f"{prefix}.{k}" if prefix else k
         if k not in fields:
             raise ConfigError(f"unknown config key '{key}' (known: {', '.join(sorted(fields))})")
+        if k in defaults and isinstance(v, dict):
+            v = _merge(defaults[k], v)
         kwargs[k] = _coerce(key, fields[k], v)
     try:
         return cls(**kwargs)

@@ -44,6 +44,12 @@ class TrainConfig:
     save_every: int = 100
     keep: int = 2
     resume: bool = True  # continue from the newest checkpoint in out_dir when there is one
+    stop_at: int = 0  # stop (checkpointed) after this step, keeping the schedule of `steps`;
+    # for time-limited jobs that are chained, 0 = run to `steps`
+
+    @property
+    def end_step(self) -> int:
+        return min(self.stop_at, self.steps) if self.stop_at > 0 else self.steps
 
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "constant"):

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from unimodal.backbone import Backbone, Message, Prompt
-from unimodal.data import caption, qa_pairs, render, sample_scene
+from unimodal.data import caption, render, sample_scene, vqa_sample
 from unimodal.tiny import stdlib_code
 
 CAPTION_QUESTION = "Describe the image."
@@ -42,14 +42,18 @@ def image_turn(question: str) -> list[Message]:
 
 def shapes_example(seed: int, index: int, kind: str, image_size: int) -> Example:
     """A captioning or VQA example drawn deterministically from (seed, index)."""
-    rng = np.random.default_rng([seed, index])
-    scene = sample_scene(rng)
-    image = render(scene, image_size)
     if kind == "caption":
-        text, _ = caption(scene, rng)
-        return Example(image_turn(CAPTION_QUESTION), [image], text, kind="caption")
-    qas = qa_pairs(scene, rng)
-    qa = qas[int(rng.integers(len(qas)))]
+        rng = np.random.default_rng([seed, index])
+        while True:  # some scenes (e.g. four mixed objects) have no caption category
+            scene = sample_scene(rng)
+            try:
+                text, _ = caption(scene, rng)
+                break
+            except ValueError:
+                continue
+        return Example(image_turn(CAPTION_QUESTION), [render(scene, image_size)], text)
+    scene, qa = vqa_sample(seed, index)
+    image = render(scene, image_size)
     return Example(image_turn(qa.question), [image], qa.answer, kind="vqa", qtype=qa.qtype)
 
 

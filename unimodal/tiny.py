@@ -98,14 +98,18 @@ def shapes_text(n: int = 3000, seed: int = 0) -> Iterator[str]:
     """Captions, questions and answers from the shapes world (for the tokenizer corpus)."""
     import numpy as np
 
-    from unimodal.data import caption, qa_pairs, sample_scene
+    from unimodal.data import QTYPES, caption, questions, sample_scene
 
     rng = np.random.default_rng(seed)
     for _ in range(n):
         scene = sample_scene(rng)
-        yield caption(scene, rng)[0]
-        for qa in qa_pairs(scene, rng):
-            yield f"{qa.question} {qa.answer}"
+        try:
+            yield caption(scene, rng)[0]
+        except ValueError:  # a scene no caption category describes
+            pass
+        for qtype in QTYPES:
+            for qa in questions(scene, qtype)[:2]:
+                yield f"{qa.question} {qa.answer}"
 
 
 def train_tokenizer(vocab_size: int, corpus: list[str]):

@@ -33,7 +33,9 @@ def block(lang: str, body: str) -> str:
 
 
 def _task_blocks(t: Task) -> str:
-    return "\n".join([block("python", t.program), block("input", t.input), block("output", t.output)])
+    return "\n".join(
+        [block("python", t.program), block("input", t.input), block("output", t.output)]
+    )
 
 
 def proposer_prompt(kind: str, references: list[Task], program: Task | None, n_inputs: int) -> str:
@@ -51,14 +53,18 @@ def proposer_prompt(kind: str, references: list[Task], program: Task | None, n_i
             f"### Answer format ({n_inputs} input blocks, then one message block)\n"
             + FORMAT.format(blocks=blocks)
         )
-    refs = "\n\n".join(f"### Reference {i + 1}\n{_task_blocks(t)}" for i, t in enumerate(references))
+    refs = "\n\n".join(
+        f"### Reference {i + 1}\n{_task_blocks(t)}" for i, t in enumerate(references)
+    )
     return (
         f"## Task: propose a new {kind} task\n"
         f"Design a Python program `f` and one input for it. Another model, {GOALS[kind]}. "
         "Make the task solvable with careful reasoning but not trivial, and different from "
         "the references.\n"
         f"{RULES}\n\n{refs}\n\n### Answer format\n"
-        + FORMAT.format(blocks=block("python", "def f(...):\n    ...") + "\n" + block("input", "..."))
+        + FORMAT.format(
+            blocks=block("python", "def f(...):\n    ...") + "\n" + block("input", "...")
+        )
     )
 
 
@@ -123,7 +129,9 @@ def parse_response(text: str, expect: dict[str, int]) -> Parsed:
         return Parsed(False, reason=f"text outside code blocks in <answer>: {rest.strip()[:40]!r}")
     for lang, bodies in blocks.items():
         if expect.get(lang, 0) != len(bodies):
-            return Parsed(False, reason=f"{len(bodies)} '{lang}' blocks, expected {expect.get(lang, 0)}")
+            return Parsed(
+                False, reason=f"{len(bodies)} '{lang}' blocks, expected {expect.get(lang, 0)}"
+            )
         if any(not b.strip() for b in bodies):
             return Parsed(False, reason=f"empty '{lang}' block")
     for lang, n in expect.items():

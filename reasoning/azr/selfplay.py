@@ -16,12 +16,14 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+
+import torch
 
 from reasoning.azr.prompts import parse_answer, parse_proposal, proposer_prompt, solver_prompt
 from reasoning.azr.rewards import RewardConfig, proposer_reward, solver_reward
 from reasoning.azr.tasks import KINDS, Task, TaskBuffers
 from reasoning.azr.verify import check_answers, validate_tasks
+from reasoning.executor import Executor
 from reasoning.pg.rollout import Rollout, generate
 from unimodal.backbone import Backbone
 
@@ -29,7 +31,6 @@ from unimodal.backbone import Backbone
 @dataclass
 class AZRConfig:
     head: str = "azr"  # name of the LoRA head trained by self-play
-    batch: int = 2  # tasks per (type, role) per step over all processes (paper: 64)
     references: int = 6  # K past tasks shown to the proposer
     learnability_samples: int = 8  # n solver samples per proposal (temperature below)
     n_inputs: int = 10  # inputs written by an induction proposer
@@ -70,15 +71,25 @@ def _user(bb: Backbone, text: str) -> str:
     return bb.render([{"role": "user", "content": text}])
 
 
+def _generate(bb: Backbone, prompts: list[str], cfg: AZRConfig, gen: torch.Generator | None):
+    return generate(
+        bb, prompts, cfg.head, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.gen_batch, gen
+    )
+
+
 def _solve(
-    bb: Backbone, ex: Any, tasks: list[Task], cfg: AZRConfig, times: dict[str, float], phase: str
+    bb: Backbone,
+    ex: Executor,
+    tasks: list[Task],
+    cfg: AZRConfig,
+    times: dict[str, float],
+    phase: str,
+    gen: torch.Generator | None,
 ) -> tuple[list[Rollout], list[bool], list[bool]]:
     """Sample one answer per task; returns (rollouts, parsed flags, correct flags)."""
     prompts = [_user(bb, solver_prompt(t, cfg.n_visible)) for t in tasks]
     with timed(times, phase):
-        rolls = generate(
-            bb, prompts, cfg.head, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.gen_batch
-        )
+        rolls = _generate(bb, prompts, cfg, gen)
     answers = [parse_answer(t.kind, r.text)[0] for t, r in zip(tasks, rolls)]
     with timed(times, "check"):
         correct = check_answers(ex, tasks, answers)
@@ -88,17 +99,23 @@ def _solve(
 def selfplay_step(
     bb: Backbone,
     buffers: TaskBuffers,
-    ex: Any,
+    ex: Executor,
     cfg: AZRConfig,
+    batch: int,
     step: int,
     rng: random.Random,
     times: dict[str, float],
+    gen: torch.Generator | None = None,
     gather: Callable[[list], list] = lambda x: x,
     rank: int = 0,
     world: int = 1,
 ) -> tuple[list[Rollout], list[Record], dict[str, list[dict]]]:
-    """Propose, validate, estimate learnability, grow the buffers, solve and score (one rank)."""
-    per_rank = -(-cfg.batch // world)
+    """Propose, validate, estimate learnability, grow the buffers, solve and score (one rank).
+
+    `batch` tasks per (type, role) over all `world` processes; `gather` concatenates a list
+    over processes (accelerate's `gather_object`) and must be called by every rank.
+    """
+    per_rank = -(-batch // world)
     # 1. propose
     jobs: list[tuple[str, Task | None]] = []
     prompts: list[str] = []
@@ -109,9 +126,7 @@ def selfplay_step(
             jobs.append((kind, prog))
             prompts.append(_user(bb, proposer_prompt(kind, refs, prog, cfg.n_inputs)))
     with timed(times, "propose"):
-        props = generate(
-            bb, prompts, cfg.head, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.gen_batch
-        )
+        props = _generate(bb, prompts, cfg, gen)
     parsed = [parse_proposal(k, r.text, p, cfg.n_inputs, step) for (k, p), r in zip(jobs, props)]
     # 2. validate
     cand = [i for i, (t, _) in enumerate(parsed) if t is not None]
@@ -123,7 +138,7 @@ def selfplay_step(
     order = list(valid)
     n = cfg.learnability_samples
     mc_tasks = [valid[i] for i in order for _ in range(n)]
-    _, _, mc_correct = _solve(bb, ex, mc_tasks, cfg, times, "learnability")
+    _, _, mc_correct = _solve(bb, ex, mc_tasks, cfg, times, "learnability", gen)
     rates = {i: sum(mc_correct[j * n : (j + 1) * n]) / n for j, i in enumerate(order)}
     rollouts: list[Rollout] = []
     records: list[Record] = []
@@ -136,23 +151,36 @@ def selfplay_step(
         records.append(Record(roll.key, r, roll.length, ok, i in valid, rates.get(i, -1.0)))
         why = parsed[i][1].reason or reasons.get(i, "")
         samples["propose"].append(
-            {"kind": kind, "response": roll.text, "valid": i in valid, "why": why,
-             "solve_rate": rates.get(i, -1.0), "reward": r}
+            {
+                "kind": kind,
+                "response": roll.text,
+                "valid": i in valid,
+                "why": why,
+                "solve_rate": rates.get(i, -1.0),
+                "reward": r,
+            }
         )
     # 4. grow the buffers identically on every rank
     new = gather([valid[i].to_dict() for i in order])
     buffers.add(Task.from_dict(d) for d in new)
     # 5. solve the newest tasks of every type
     tasks = [t for k in KINDS for t in buffers.newest(k, per_rank, skip=rank * per_rank)]
-    rolls, ok, correct = _solve(bb, ex, tasks, cfg, times, "solve")
+    rolls, ok, correct = _solve(bb, ex, tasks, cfg, times, "solve", gen)
     for t, roll, p, c in zip(tasks, rolls, ok, correct):
         r = solver_reward(p, c, cfg.rewards)
         roll.key, roll.reward = f"{t.kind}/solve", r
         rollouts.append(roll)
         records.append(Record(roll.key, r, roll.length, p, c))
         samples["solve"].append(
-            {"kind": t.kind, "program": t.program, "inputs": t.inputs[:2],
-             "outputs": t.outputs[:2], "response": roll.text, "correct": c, "reward": r}
+            {
+                "kind": t.kind,
+                "program": t.program,
+                "inputs": t.inputs[:2],
+                "outputs": t.outputs[:2],
+                "response": roll.text,
+                "correct": c,
+                "reward": r,
+            }
         )
     return rollouts, records, samples
 

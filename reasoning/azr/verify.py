@@ -4,9 +4,9 @@ A proposal is valid (AZR sec. 3.3.3) when the program parses, passes the executo
 checks (allowed imports, no banned constructs), runs on its input(s) within the limits, returns
 a value other than None, and gives the same output in two workers with different hash seeds
 (`Executor.validate`). Induction keeps the distinct inputs that pass and needs at least
-`min_pairs` of them. Answers are compared by value on the host with `outputs_equal`
-(`ast.literal_eval`, never `eval`); abduction and induction answers are run in the sandbox.
-Calls fan out over threads: the executor's pool is thread-safe and runs them in parallel.
+`min_pairs` of them. Answers are compared by value on the host (the executor's
+`check_*`: `ast.literal_eval`, never `eval`); abduction and induction answers run in the sandbox.
+Answer checks fan out over threads: the executor is thread-safe and runs them in parallel.
 """
 
 from __future__ import annotations
@@ -14,24 +14,24 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from reasoning.azr.tasks import Task
-from reasoning.executor.compare import outputs_equal
+from reasoning.executor import ExecutionResult, Executor
 
 T = TypeVar("T")
 R = TypeVar("R")
+THREADS = 8  # concurrent answer checks (the executor spreads each over its own workers)
 
 
-def _map(ex: Any, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    workers = max(1, int(getattr(ex, "workers", 4)))
-    if len(items) <= 1 or workers == 1:
+def _map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    if len(items) <= 1:
         return [fn(x) for x in items]
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(THREADS) as pool:
         return list(pool.map(fn, items))
 
 
-def _value(res: Any) -> tuple[str | None, str]:
+def _value(res: ExecutionResult) -> tuple[str | None, str]:
     """The output of a validation result, or None and why it does not count."""
     if res.status != "ok":
         return None, f"{res.status}: {res.reason}"[:200]
@@ -40,13 +40,15 @@ def _value(res: Any) -> tuple[str | None, str]:
     return res.output, ""
 
 
-def validate_tasks(ex: Any, tasks: Sequence[Task], min_pairs: int = 6) -> list[tuple[Task | None, str]]:
+def validate_tasks(
+    ex: Executor, tasks: Sequence[Task], min_pairs: int = 6
+) -> list[tuple[Task | None, str]]:
     """Each proposed task with its outputs filled in, or (None, reason)."""
     jobs = [(i, t.program, inp) for i, t in enumerate(tasks) for inp in dict.fromkeys(t.inputs)]
-    results = _map(ex, lambda j: _value(ex.validate(j[1], j[2])), jobs)
+    results = ex.validate_many([(code, inp) for _, code, inp in jobs])
     per_task: list[list[tuple[str, str | None, str]]] = [[] for _ in tasks]
-    for (i, _, inp), (out, why) in zip(jobs, results):
-        per_task[i].append((inp, out, why))
+    for (i, _, inp), res in zip(jobs, results):
+        per_task[i].append((inp, *_value(res)))
     done: list[tuple[Task | None, str]] = []
     for t, runs in zip(tasks, per_task):
         good = [(inp, out) for inp, out, _ in runs if out is not None]
@@ -59,21 +61,16 @@ def validate_tasks(ex: Any, tasks: Sequence[Task], min_pairs: int = 6) -> list[t
     return done
 
 
-def _check_one(ex: Any, task: Task, answer: str | None) -> bool:
+def _check_one(ex: Executor, task: Task, answer: str | None) -> bool:
     if answer is None:
         return False
     if task.kind == "deduction":
-        return outputs_equal(answer.strip(), task.output)
+        return ex.check_deduction(task.program, task.input, answer.strip(), task.output).correct
     if task.kind == "abduction":
-        res = ex.run(task.program, answer.strip())
-        return res.status == "ok" and outputs_equal(res.output, task.output)
-    for inp, gold in zip(task.inputs, task.outputs):
-        res = ex.run(answer, inp)
-        if res.status != "ok" or not outputs_equal(res.output, gold):
-            return False
-    return True
+        return ex.check_abduction(task.program, answer.strip(), task.output).correct
+    return ex.check_induction(answer, list(zip(task.inputs, task.outputs))).correct
 
 
-def check_answers(ex: Any, tasks: Sequence[Task], answers: Sequence[str | None]) -> list[bool]:
+def check_answers(ex: Executor, tasks: Sequence[Task], answers: Sequence[str | None]) -> list[bool]:
     """Correctness of each solver answer (induction: the program on every pair, held-out too)."""
-    return _map(ex, lambda ta: _check_one(ex, ta[0], ta[1]), list(zip(tasks, answers)))
+    return _map(lambda ta: _check_one(ex, *ta), list(zip(tasks, answers)))

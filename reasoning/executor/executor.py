@@ -87,6 +87,7 @@ class Executor:
             "max_output": max_output_chars,
             "worker_filter": filters[0].hex() if filters else "",
             "child_filter": filters[1].hex() if filters else "",
+            "child_full_filter": filters[2].hex() if filters else "",
             "drop_caps": True,
         }
         self._pool = WorkerPool(plan, workers, config)

@@ -110,20 +110,44 @@ class _Worker:
         return reply
 
     def kill(self) -> None:
-        for kill in (lambda: os.killpg(self.proc.pid, signal.SIGKILL), self.proc.kill):
+        """SIGKILL the worker with its sandbox and reap it.
+
+        The kill goes to the sandbox's init (bwrap's child), so the kernel tears down the whole
+        pid namespace and bwrap reaps it before exiting: nothing is left to the host's init.
+        In the fallback, the worker's process group gets it (its children also die with it).
+        """
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        if self.proc.poll() is None:
+            if self.scratch is None:
+                for pid in _children(self.proc.pid):
+                    _sigkill(pid)
+            else:
+                _sigkill(-self.proc.pid)
             try:
-                kill()
-            except OSError:
-                pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                pipe.close()
+                self.proc.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                _sigkill(self.proc.pid)
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _sigkill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        return [int(c) for t in tasks for c in Path(f"/proc/{pid}/task/{t}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
 
 
 class WorkerPool:

@@ -43,19 +43,20 @@ _TIOCSTI, _TIOCLINUX = 0x5412, 0x541C
 _CLONE_NAMESPACES = 0x7E020000  # NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
 
 
-def _compile(child: bool) -> bytes:
+def _compile(worker: bool, child: bool) -> bytes:
     import pyseccomp as sc
 
     flt = sc.SyscallFilter(sc.ALLOW)
     eperm = sc.ERRNO(errno.EPERM)
-    for name in WORKER_DENY + (CHILD_DENY if child else []):
+    for name in (WORKER_DENY if worker else []) + (CHILD_DENY if child else []):
         try:
             flt.add_rule(eperm, name)
         except (OSError, ValueError, RuntimeError):
             pass  # unknown to this kernel/libseccomp: cannot be called either
     flt.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
-    for request in (_TIOCSTI, _TIOCLINUX):
-        flt.add_rule(eperm, "ioctl", sc.Arg(1, sc.EQ, request))
+    if worker:
+        for request in (_TIOCSTI, _TIOCLINUX):
+            flt.add_rule(eperm, "ioctl", sc.Arg(1, sc.EQ, request))
     if child:
         flt.add_rule(eperm, "prlimit64", sc.Arg(2, sc.NE, 0))  # reading limits stays allowed
     else:  # the worker may fork, but never into new namespaces
@@ -69,9 +70,13 @@ def _compile(child: bool) -> bytes:
 
 
 @functools.cache
-def compiled_filters() -> tuple[bytes, bytes] | None:
-    """(worker filter, program filter) as BPF bytes, or None when libseccomp is unavailable."""
+def compiled_filters() -> tuple[bytes, bytes, bytes] | None:
+    """BPF bytes of (worker filter, program extras, worker + program), or None without libseccomp.
+
+    A program normally gets the extras stacked on its worker's filter (a short filter loads
+    faster, per fork); the combined one is for a worker whose own filter failed to load.
+    """
     try:
-        return _compile(child=False), _compile(child=True)
+        return tuple(_compile(w, c) for w, c in ((True, False), (False, True), (True, True)))
     except (ImportError, OSError, AttributeError, RuntimeError, ValueError):
         return None

@@ -54,7 +54,7 @@ ALLOWED_DUNDERS = frozenset(
         "repr str format hash bool int float index round eq ne lt le gt ge neg pos abs invert "
         "add sub mul matmul truediv floordiv mod divmod pow lshift rshift and or xor radd rsub "
         "rmul rtruediv rfloordiv rmod rpow iadd isub imul itruediv ifloordiv imod call enter "
-        "exit name doc slots match_args all"
+        "exit name doc slots match_args all main"
     ).split()
 )
 

@@ -20,6 +20,7 @@ import ctypes
 import gc
 import json
 import os
+import posix
 import resource
 import select
 import shutil
@@ -31,10 +32,7 @@ import time
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP = 1, 4, 38, 22
 PR_CAPBSET_DROP = 24
 MAX_REQUEST = 64 << 20
-PRELOAD = (
-    "collections itertools functools math re string heapq bisect operator copy json fractions "
-    "decimal statistics datetime textwrap typing dataclasses enum unicodedata calendar array"
-).split()
+PRELOAD = "collections itertools functools math re string heapq bisect operator copy".split()
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -43,13 +41,19 @@ class _Fprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def load_seccomp(bpf):
-    """Install a raw BPF seccomp filter on the calling process; True on success."""
+def seccomp_program(bpf):
+    """A ctypes `sock_fprog` for raw BPF bytes (built once, before forking), or None."""
     if not bpf:
-        return False
+        return None
     buf = ctypes.create_string_buffer(bpf, len(bpf))
     prog = _Fprog(len(bpf) // 8, ctypes.addressof(buf))
-    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+    prog.keepalive = buf
+    return prog
+
+
+def load_seccomp(prog):
+    """Install a seccomp filter on the calling process; True on success."""
+    if prog is None or _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         return False
     return _libc.prctl(PR_SET_SECCOMP, 2, ctypes.byref(prog), 0, 0) == 0
 
@@ -111,9 +115,9 @@ def set_limits(cfg, timeout):
 
 def child_main(cfg, req, w):
     """Runs in the forked child; never returns."""
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    scratch = cfg["scratch"]
-    out = os.open(os.path.join(scratch, ".stdout"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if cfg["pdeathsig"]:  # in bwrap the pid namespace dies with the worker anyway
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    scratch, out = cfg["scratch"], cfg["out_fd"]  # out: an unlinked file, emptied per program
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(out, 1)
@@ -122,7 +126,7 @@ def child_main(cfg, req, w):
     os.closerange(w + 1, 1 << 16)
     os.chdir(scratch)
     set_limits(cfg, req["timeout"])
-    if cfg["child_filter"] and not load_seccomp(bytes.fromhex(cfg["child_filter"])):
+    if cfg["child_prog"] is not None and not load_seccomp(cfg["child_prog"]):
         os._exit(71)
     reply = {"status": "error", "output": None, "reason": ""}
     try:
@@ -220,6 +224,8 @@ def clear_scratch(scratch):
 
 def run_one(cfg, req):
     start = time.monotonic()
+    os.ftruncate(cfg["out_fd"], 0)
+    os.lseek(cfg["out_fd"], 0, os.SEEK_SET)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -239,6 +245,10 @@ def run_one(cfg, req):
     return dict(zip(("status", "output", "reason"), result), duration=time.monotonic() - start)
 
 
+def _no_shell(command):
+    raise PermissionError(1, "no shell in the sandbox")
+
+
 def main():
     cfg = json.loads(sys.argv[1])
     rfd, wfd = os.dup(0), os.dup(1)
@@ -246,16 +256,28 @@ def main():
     for fd in (0, 1):
         os.dup2(null, fd)
     os.environ.clear()
-    if cfg.get("scratch") is None:
+    cfg["pdeathsig"] = cfg.get("scratch") is None  # no pid namespace: children must die with us
+    if cfg["pdeathsig"]:
         cfg["scratch"] = os.getcwd()
     for name in PRELOAD:
         try:
             __import__(name)
         except ImportError:
             pass
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # oversize output kills (Python ignores it)
+    os.system = posix.system = _no_shell  # libc system() hides its failed spawn in a status
     _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     caps = drop_capabilities() if cfg["drop_caps"] else True
-    seccomp = load_seccomp(bytes.fromhex(cfg["worker_filter"])) if cfg["worker_filter"] else False
+    seccomp = load_seccomp(seccomp_program(bytes.fromhex(cfg["worker_filter"])))
+    child = cfg["child_filter"] if seccomp else cfg["child_full_filter"]  # stack or stand alone
+    cfg["child_prog"] = seccomp_program(bytes.fromhex(child))
+    try:
+        cfg["out_fd"] = os.open(cfg["scratch"], os.O_TMPFILE | os.O_WRONLY, 0o600)
+    except OSError:  # a filesystem without O_TMPFILE
+        path = os.path.join(cfg["scratch"], ".stdout")
+        cfg["out_fd"] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.unlink(path)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     gc.collect()
     gc.freeze()
     write_frame(wfd, {"ready": True, "seccomp": seccomp, "caps_dropped": caps, "uid": os.getuid()})

@@ -107,7 +107,7 @@ def policy_step(
             else:
                 loss.backward()
         share = float(batch.response_mask.sum()) / max(n_tokens, 1.0)
-        totals["loss"] = totals.get("loss", 0.0) + float(loss)
+        totals["loss"] = totals.get("loss", 0.0) + loss.detach().item()
         for k, v in stats.items():
             totals[k] = totals.get(k, 0.0) + float(v) * share
         with torch.no_grad():

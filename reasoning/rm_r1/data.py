@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from reasoning.rm_r1.prompts import as_conversation
+from reasoning.rm_r1.prompts import PromptStyle, as_conversation, judge_messages
 from reasoning.rm_r1.verdict import Verdict, parse_verdict
 from unimodal.backbone import Message
 
@@ -53,13 +53,24 @@ class JudgeItem:
 
 @dataclass(frozen=True)
 class TraceExample:
-    """A distillation target: the pair as shown (A, B) and the judge trace to imitate."""
+    """A distillation target: the pair as shown (A, B) and the judge trace to imitate.
+
+    `messages`, when given, is the judge's whole input as chat messages (e.g. a teacher's
+    prompt, used verbatim); otherwise the prompt is rendered from (prompt, answer_a, answer_b).
+    """
 
     prompt: str | tuple[Message, ...]
     answer_a: str
     answer_b: str
     trace: str
     verdict: Verdict
+    messages: tuple[Message, ...] = ()
+
+    def judge_input(self, style: PromptStyle) -> list[Message]:
+        """The chat messages the judge sees for this example."""
+        if self.messages:
+            return list(self.messages)
+        return judge_messages(self.prompt, self.answer_a, self.answer_b, style)
 
 
 @dataclass(frozen=True)
@@ -226,17 +237,26 @@ def read_rm_bench(path: str | Path, domains: Sequence[str] | None = None) -> lis
 
 
 def read_traces(path: str | Path) -> list[TraceExample]:
-    """Judge traces for distillation; a trace that does not parse to its verdict is an error."""
+    """Judge traces for distillation; a trace that does not parse to its verdict is an error.
+
+    A row is `trace` + `verdict` plus either `messages` (the judge input, verbatim) or the pair
+    as shown: `prompt` / `conversation`, `answer_a`, `answer_b`.
+    """
     out = []
     for n, row in _rows(path):
         where = f"{path}:{n}"
-        missing = [k for k in ("answer_a", "answer_b", "trace", "verdict") if k not in row]
+        need = ("trace", "verdict") if "messages" in row else ("answer_a", "answer_b", "trace")
+        missing = [k for k in (*need, "verdict") if k not in row]
         if missing:
-            raise ValueError(f"{where}: missing {', '.join(missing)}")
+            raise ValueError(f"{where}: missing {', '.join(dict.fromkeys(missing))}")
         if row["verdict"] not in ("A", "B"):
             raise ValueError(f"{where}: verdict must be 'A' or 'B', got {row['verdict']!r}")
         if parse_verdict(row["trace"]) != row["verdict"]:
             raise ValueError(f"{where}: the trace does not parse to its verdict {row['verdict']}")
+        if "messages" in row:
+            msgs = tuple({"role": m["role"], "content": m["content"]} for m in row["messages"])
+            out.append(TraceExample("", "", "", row["trace"], row["verdict"], msgs))
+            continue
         out.append(
             TraceExample(
                 _prompt(row, where), row["answer_a"], row["answer_b"], row["trace"], row["verdict"]
@@ -266,14 +286,12 @@ def write_pairs(path: str | Path, pairs: Sequence[PreferencePair]) -> None:
 
 def write_traces(path: str | Path, traces: Sequence[TraceExample]) -> None:
     """Write judge traces in the format `read_traces` reads."""
-    rows = [
-        {
-            **_jsonable_prompt(t.prompt),
-            "answer_a": t.answer_a,
-            "answer_b": t.answer_b,
-            "trace": t.trace,
-            "verdict": t.verdict,
-        }
-        for t in traces
-    ]
+    rows = []
+    for t in traces:
+        shown = (
+            {"messages": list(t.messages)}
+            if t.messages
+            else {**_jsonable_prompt(t.prompt), "answer_a": t.answer_a, "answer_b": t.answer_b}
+        )
+        rows.append({**shown, "trace": t.trace, "verdict": t.verdict})
     Path(path).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

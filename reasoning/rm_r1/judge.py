@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from reasoning.rm_r1.prompts import PromptStyle, judge_messages
+from reasoning.rm_r1.prompts import STYLES, PromptStyle, judge_messages
 from reasoning.rm_r1.verdict import Verdict, parse_verdict
 from unimodal.backbone import Backbone, Message
 from unimodal.sampling import sample
@@ -34,13 +34,17 @@ class Judgement:
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """How a judge head was built, saved next to its weights."""
+    """A judge head: LoRA shape and prompt style (saved next to its weights; a config section)."""
 
-    name: str = "judge"
+    name: str = "judge"  # the LoRA head's name on the shared backbone
     r: int = 16
     alpha: int = 32
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    style: str = "instruct"
+    style: str = "instruct"  # instruct (chain of rubrics) | distilled
+
+    def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise ValueError(f"judge.style: unknown '{self.style}' ({' | '.join(STYLES)})")
 
 
 def render_pairs(backbone: Backbone, pairs: Sequence[PairInput], style: PromptStyle) -> list[str]:

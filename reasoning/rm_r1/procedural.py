@@ -155,12 +155,19 @@ def make_pairs(
     max_operand: int = 20,
     max_ops: int = 2,
 ) -> list[VerifiablePair]:
-    """`n` verifiable pairs; pair i is a pure function of (seed, i). `program` needs an executor."""
+    """`n` verifiable pairs; pair i is a pure function of (seed, i).
+
+    Program outputs come from `executor` (a `reasoning.executor.Executor`); one is opened for
+    the call when none is given.
+    """
     unknown = set(kinds) - set(KINDS)
     if unknown or not kinds:
         raise ValueError(f"procedural kinds must be among {KINDS}, got {list(kinds)}")
     if "program" in kinds and executor is None:
-        raise ValueError("program pairs need an executor (reasoning.executor.Executor)")
+        from reasoning.executor import Executor
+
+        with Executor(workers=2, timeout=1.0) as ex:
+            return make_pairs(n, seed, kinds, ex, max_operand, max_ops)
     out = []
     for i in range(n):
         rng = np.random.default_rng([seed, i, 11])

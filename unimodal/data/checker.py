@@ -6,6 +6,8 @@ it unchanged); connected components (scipy.ndimage.label) are objects, coloured 
 brightness-weighted vote and split by colour if two colours each hold a large share. Shape
 comes from soft coverage features: fill = area / (soft width * soft height) (square 1, circle
 0.785, triangle 0.5) and the vertical skewness of the mass (an upright triangle is top-light).
+Blobs without a dominant colour, too large, or too ragged get shape "unknown", so pure noise
+and blank or washed-out images fail every check instead of matching by luck.
 
 Left out: overlapping or occluding objects, rotated shapes, non-black backgrounds.
 """
@@ -25,7 +27,11 @@ _PAL = np.array([PALETTE[c] for c in COLORS], dtype=np.float32) / 255.0  # (K, 3
 _CHROMA = _PAL / _PAL.max(axis=1, keepdims=True)  # (K, 3)
 FLOOR = 0.3  # brightness (max channel) below which a pixel is background
 MIN_AREA = 0.008  # smallest kept component, as a fraction of the image area
-SPLIT_SHARE = 0.3  # a second colour with this share of a component splits it
+SPLIT_SHARE = 0.3
+MIN_PURITY = 0.5  # share of the winning colour below which the colour is "unknown"
+MAX_AREA = 0.35  # larger blobs are not objects (the largest object covers 0.18)
+MIN_FILL = 0.35  # ragged blobs are not objects (a triangle fills 0.5 of its box)
+MIN_CIRCLE_FILL = 0.62  # a circle fills 0.785 of its box  # a second colour with this share of a component splits it
 TRIANGLE_SKEW = 0.2  # |vertical skewness| above this: triangle (others ~0, triangle ~0.56)
 SQUARE_FILL = 0.87  # fill above this: square (1.0), else circle (0.785)
 REL_MARGIN = 0.03  # centroid offset that a relation needs, fraction of the image side
@@ -33,7 +39,9 @@ REL_MARGIN = 0.03  # centroid offset that a relation needs, fraction of the imag
 
 @dataclass(frozen=True)
 class Detection:
-    """One detected object; positions, area and bbox are normalised to [0, 1]."""
+    """One detected object; positions (centroid), area and bbox are normalised to [0, 1].
+    ``shape`` or ``color`` is "unknown" for implausible blobs; fill and skew are the shape
+    features."""
 
     shape: str
     color: str
@@ -47,12 +55,14 @@ class Detection:
     @property
     def size(self) -> str:
         """Nearest size class, inferred from the area and the shape."""
-        side = np.sqrt(self.area / FILL[self.shape])
+        side = np.sqrt(self.area / FILL.get(self.shape, 1.0))
         return min(SIZE_NAMES, key=lambda z: abs(np.log(SIZES[z] / side)))
 
 
 @dataclass(frozen=True)
 class CheckResult:
+    """Verdict and a short human-readable reason ("ok" when it passes)."""
+
     ok: bool
     reason: str
 
@@ -95,7 +105,8 @@ def detect(image) -> list[Detection]:
         shares = votes / votes.sum()
         strong = np.flatnonzero(shares >= SPLIT_SHARE)
         if len(strong) <= 1:
-            parts = [(comp, int(votes.argmax()))]
+            k = int(votes.argmax())
+            parts = [(comp, k if shares[k] >= MIN_PURITY else -1)]
         else:
             parts = []
             for k in strong:
@@ -110,7 +121,8 @@ def detect(image) -> list[Detection]:
 def _describe(
     img: np.ndarray, sl: tuple, mask: np.ndarray, k: int, labels: np.ndarray
 ) -> Detection:
-    """Shape features of one component (``mask`` inside the slice ``sl``) of colour ``k``."""
+    """Shape features of one component (``mask`` inside the slice ``sl``) of colour ``k``
+    (-1: no dominant colour). Implausible blobs get shape or colour "unknown"."""
     h, w, _ = img.shape
     # Grow the window and the mask by one pixel to take in the faint anti-aliased rim.
     y0, x0 = max(sl[0].start - 1, 0), max(sl[1].start - 1, 0)
@@ -130,20 +142,23 @@ def _describe(
     var = float((cov * (ys - cy) ** 2).sum() / area)
     skew = float((cov * (ys - cy) ** 3).sum() / area / max(var, 1e-6) ** 1.5)
     fill = area / max(width * height, 1e-6)
-    if abs(skew) > TRIANGLE_SKEW:
-        shape = "triangle"
-    elif fill < SQUARE_FILL:
-        shape = "circle"
-    else:
+    if k < 0 or area > MAX_AREA * h * w:
+        shape = "unknown"  # no dominant colour, or too big: not an object
+    elif abs(skew) > TRIANGLE_SKEW:
+        shape = "triangle" if fill >= MIN_FILL else "unknown"
+    elif fill >= SQUARE_FILL:
         shape = "square"
+    else:
+        shape = "circle" if fill >= MIN_CIRCLE_FILL else "unknown"
     ys_m, xs_m = np.nonzero(full)
     bbox = (
-        (x0 + xs_m.min()) / w,
-        (y0 + ys_m.min()) / h,
-        (x0 + xs_m.max() + 1) / w,
-        (y0 + ys_m.max() + 1) / h,
+        float(x0 + xs_m.min()) / w,
+        float(y0 + ys_m.min()) / h,
+        float(x0 + xs_m.max() + 1) / w,
+        float(y0 + ys_m.max() + 1) / h,
     )
-    return Detection(shape, COLORS[k], cx / w, cy / h, area / (h * w), bbox, fill, skew)
+    color = COLORS[k] if k >= 0 else "unknown"
+    return Detection(shape, color, cx / w, cy / h, area / (h * w), bbox, fill, skew)
 
 
 def _select(dets: list[Detection], shape: str | None, color: str | None) -> list[Detection]:

@@ -49,6 +49,8 @@ Box = tuple[float, float, float, float]
 
 @dataclass(frozen=True)
 class EditPair:
+    """Source scene, instruction, target scene, edit kind, normalised box of changed pixels."""
+
     source: Scene
     instruction: str
     target: Scene

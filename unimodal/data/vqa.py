@@ -32,6 +32,8 @@ POS_MIN = 0.15
 
 @dataclass(frozen=True)
 class QA:
+    """A question, its one-word or one-number answer, and its type (one of QTYPES)."""
+
     question: str
     answer: str
     qtype: str
@@ -89,12 +91,12 @@ def questions(scene: Scene, qtype: str) -> list[QA]:
 def sample_qa(rng: np.random.Generator, qtype: str | None = None) -> tuple[Scene, QA]:
     """A random scene and one unambiguous question about it (``qtype`` random if None)."""
     qtype = qtype or str(rng.choice(QTYPES))
+    target = str(rng.choice(ANSWERS["count"])) if qtype == "count" else None
     while True:
         scene = sample_scene(rng)
         qas = questions(scene, qtype)
-        if qtype == "count":  # balance answers: ask about present shapes more often
-            present = [q for q in qas if q.answer != "0"]
-            qas = present if present and rng.random() < 0.8 else qas
+        if target is not None:  # count answers are drawn uniformly, then a scene to fit
+            qas = [q for q in qas if q.answer == target]
         if qas:
             return scene, qas[int(rng.integers(len(qas)))]
 

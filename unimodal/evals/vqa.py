@@ -12,7 +12,7 @@ from collections import defaultdict
 import torch
 
 from unimodal.backbone import Backbone
-from unimodal.data import ANSWERS
+from unimodal.data import chance_level
 from unimodal.sampling import sample
 from unimodal.sft import shapes_example
 
@@ -41,7 +41,7 @@ def evaluate_vqa(
             if len(samples) < 8:
                 samples.append({"question": e.messages[0]["content"][1]["text"], "answer": e.answer, "got": got})
     per_type = {
-        q: {"accuracy": sum(v) / len(v), "n": len(v), "chance": 1.0 / len(ANSWERS[q])}
+        q: {"accuracy": sum(v) / len(v), "n": len(v), "chance": chance_level(q)}
         for q, v in sorted(hits.items())
     }
     total = [x for v in hits.values() for x in v]

@@ -1,0 +1,125 @@
+"""The generation path: queries through the frozen backbone, alignment, configs, train_gen."""
+
+import pytest
+import torch
+
+from unimodal import checkpoint
+from unimodal.align import alignment_loss, resample_grid
+from unimodal.backbone import Backbone
+from unimodal.config import ConfigError, load_config
+from unimodal.generator import GenModelConfig, Generator
+from unimodal.queries import MultiScaleQueries, QueryConfig
+
+
+def test_query_layout_336_tokens_plus_boundaries():
+    q = MultiScaleQueries(QueryConfig(), width=16)
+    seq = q(2)
+    assert seq.shape == (2, 336 + 6, 16)
+    parts = q.split(seq)
+    assert [p.shape[1] for p in parts] == [16, 64, 256]
+    torch.testing.assert_close(parts[1][0], q.scale_tokens(1))
+
+
+def test_alignment_loss_is_minimal_for_identical_features():
+    x = torch.randn(2, 16, 8)
+    loss, cos = alignment_loss(x, x)
+    assert loss.item() == pytest.approx(-1.0, abs=1e-5) and cos.item() == pytest.approx(1.0, abs=1e-5)
+    other, _ = alignment_loss(torch.randn(2, 16, 8), x)
+    assert other.item() > loss.item()
+    grid = resample_grid(torch.randn(1, 16, 3), 8)
+    assert grid.shape == (1, 64, 3)
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_backbone_dir):
+    torch.manual_seed(0)
+    return Generator(GenModelConfig(), Backbone.from_pretrained(tiny_backbone_dir))
+
+
+def test_queries_learn_while_backbone_stays_bit_identical(gen):
+    before = {n: p.detach().clone() for n, p in gen.backbone.named_parameters()}
+    q_before = gen.queries.queries[2].detach().clone()
+    params = [p for p in gen.parameters() if p.requires_grad]
+    assert not any(p.requires_grad for p in gen.backbone.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    prompt = gen.encode_prompts(["a red circle", "two squares"])
+    pixels = torch.rand(2, 3, 32, 32) * 2 - 1
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        out = gen(prompt, pixels, g)
+        assert {"fm_4", "fm_8", "fm_16", "align_16", "cos_16"} <= set(out)
+        opt.zero_grad()
+        out["loss"].backward()
+        assert gen.queries.queries[2].grad.abs().sum() > 0
+        opt.step()
+    assert not torch.equal(q_before, gen.queries.queries[2])
+    for n, p in gen.backbone.named_parameters():
+        assert torch.equal(p, before[n]), n
+
+
+def test_generate_shapes_and_determinism(gen):
+    a = gen.generate(["a red circle", "a blue square"], steps=2, seed=3)
+    b = gen.generate(["a red circle", "a blue square"], steps=2, seed=3)
+    assert a.shape == (2, 3, 32, 32) and torch.equal(a, b)
+    assert a.min() >= -1 and a.max() <= 1
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--gen.decoder.type=unet"], "decoder.type"),
+        (["--gen.resolutions=[8, 16]"], "gen.resolutions"),
+        (["--gen.train_scales=[5]"], "gen.train_scales"),
+        (["--gen.align_target=dino"], "gen.align_target"),
+    ],
+)
+def test_bad_generation_config_is_a_clear_error(argv, needle):
+    from tools.train_gen import CONFIG
+
+    with pytest.raises(ConfigError, match=needle):
+        load_config(CONFIG, argv)
+
+
+def test_scale_that_does_not_fit_the_grid_is_a_clear_error(tiny_backbone_dir):
+    cfg = load_config(GenModelConfig, ["--queries.scales=[4, 8, 12]"])
+    with pytest.raises(ValueError, match="scale 12 does not divide"):
+        Generator(cfg, Backbone.from_pretrained(tiny_backbone_dir))
+
+
+def _args(tiny_backbone_dir, out):
+    return [
+        f"--model.path={tiny_backbone_dir}",
+        f"--train.out_dir={out}",
+        "--train.batch_size=2",
+        "--train.save_every=1",
+        "--train.warmup_steps=1",
+        "--train.ema_decay=0.9",
+        "--sample.every=0",
+        "--eval.n_per_category=1",
+    ]
+
+
+def test_train_gen_smoke_and_exact_resume(tmp_path, tiny_backbone_dir):
+    from tools.train_gen import CONFIG, main
+
+    straight = tmp_path / "straight"
+    report = main(load_config(CONFIG, _args(tiny_backbone_dir, straight) + ["--train.steps=3"]))
+    assert 0.0 <= report["overall"] <= 1.0 and len(report["per_category"]) == 6
+    assert list((straight / "samples").glob("*.png")), "no sample grid written"
+    assert (straight / "final" / "generator.safetensors").is_file()
+    assert (straight / "geneval_shapes" / "report.json").is_file()
+
+    resumed = tmp_path / "resumed"
+    main(load_config(CONFIG, _args(tiny_backbone_dir, resumed) + ["--train.steps=3", "--train.stop_at=2"]))
+    assert checkpoint.latest(resumed).name == "step_00000002"
+    assert not (resumed / "final").exists()
+    main(load_config(CONFIG, _args(tiny_backbone_dir, resumed) + ["--train.steps=3"]))
+    a = checkpoint.load_weights(checkpoint.latest(straight), "trainable")
+    b = checkpoint.load_weights(checkpoint.latest(resumed), "trainable")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    ea = checkpoint.load_weights(checkpoint.latest(straight), "ema")
+    eb = checkpoint.load_weights(checkpoint.latest(resumed), "ema")
+    for k in ea:
+        torch.testing.assert_close(ea[k], eb[k], rtol=1e-5, atol=1e-6, msg=k)

@@ -1,0 +1,126 @@
+"""Benchmarks of the project's moving parts, one subcommand each (registered in `MODES`).
+
+    python tools/bench.py executor [--n 2000] [--workers 2] [--out FILE.json]
+
+prints a JSON report, then a short table. A new mode adds `add_<mode>_args(parser)` and
+`bench_<mode>(args) -> dict` and one line in `MODES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TINY = "def f(x):\n    return x + 1"
+BASELINE = "{code}\nprint(repr(f({inputs})))"
+
+
+def add_executor_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n", type=int, default=2000, help="tiny programs to run")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--baseline-n", type=int, default=200, help="programs for the baseline")
+
+
+def _baseline(code: str, inputs: str, flags: list[str]) -> bool:
+    argv = [sys.executable, *flags, "-c", BASELINE.format(code=code, inputs=inputs)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=5, env={})
+    return out.returncode == 0
+
+
+def bench_executor(args: argparse.Namespace) -> dict[str, Any]:
+    """Throughput of `run_many` / `validate_many` on tiny programs vs subprocess-per-program."""
+    from reasoning.executor import Executor
+
+    jobs = [(TINY, str(i)) for i in range(args.n)]
+    with Executor(workers=args.workers, timeout=1.0, static_checks=True) as ex:
+        ex.run_many(jobs[: 4 * args.workers])  # warm up
+        started = time.perf_counter()
+        runs = ex.run_many(jobs)
+        run_s = time.perf_counter() - started
+        n_val = max(1, args.n // 2)
+        started = time.perf_counter()
+        validated = ex.validate_many(jobs[:n_val])
+        validate_s = time.perf_counter() - started
+        protections, python = ex.protections, ex.python
+    ok = sum(r.ok and r.output == str(int(i) + 1) for r, (_, i) in zip(runs, jobs))
+    ok_val = sum(r.ok for r in validated)
+    baselines = {}
+    n_base = min(args.baseline_n, args.n)
+    with ThreadPoolExecutor(args.workers) as pool:
+        for name, flags in (("python -c", []), ("python -I -S -c", ["-I", "-S"])):
+            started = time.perf_counter()
+            good = sum(pool.map(lambda job, f=flags: _baseline(*job, f), jobs[:n_base]))
+            baselines[name] = {"programs": n_base, "ok": good,
+                               "per_s": n_base / (time.perf_counter() - started)}  # fmt: skip
+    programs_per_s, validated_per_s = args.n / run_s, n_val / validate_s
+    return {
+        "mode": "executor",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "cpu": platform.processor() or platform.machine()},  # fmt: skip
+        "workers": args.workers,
+        "sandbox_python": python,
+        "protections": protections,
+        "programs": args.n,
+        "programs_ok": ok,
+        "programs_per_s": programs_per_s,
+        "validated": n_val,
+        "validated_ok": ok_val,
+        "validated_per_s": validated_per_s,
+        "baseline": baselines,
+        "speedup_vs_python_c": programs_per_s / baselines["python -c"]["per_s"],
+        "speedup_vs_python_isolated": programs_per_s / baselines["python -I -S -c"]["per_s"],
+        "targets_met": programs_per_s >= 500 and validated_per_s >= 250 and all(protections.values()),
+    }
+
+
+def table_executor(report: dict[str, Any]) -> str:
+    rows = [
+        ("executor run_many", f"{report['programs_per_s']:.0f} programs/s"),
+        ("executor validate_many", f"{report['validated_per_s']:.0f} tasks/s"),
+        *((f"baseline {k}", f"{v['per_s']:.0f} programs/s") for k, v in report["baseline"].items()),
+        ("speedup vs python -c", f"{report['speedup_vs_python_c']:.1f}x"),
+        ("all protections on", str(all(report["protections"].values()))),
+        ("targets (500 / 250 per s) met", str(report["targets_met"])),
+    ]
+    return "\n".join(f"{name:<32}{value}" for name, value in rows)
+
+
+Mode = tuple[
+    Callable[[argparse.ArgumentParser], None],
+    Callable[[argparse.Namespace], dict[str, Any]],
+    Callable[[dict[str, Any]], str],
+]
+MODES: dict[str, Mode] = {"executor": (add_executor_args, bench_executor, table_executor)}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    for name, (add_args, _, _) in MODES.items():
+        mode_parser = sub.add_parser(name)
+        add_args(mode_parser)
+        mode_parser.add_argument("--out", type=Path, help="also write the JSON report here")
+    args = parser.parse_args(argv)
+    _, bench, table = MODES[args.mode]
+    report = bench(args)
+    text = json.dumps(report, indent=2)
+    print(text)
+    print(table(report))
+    if args.out:
+        args.out.write_text(text + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
