@@ -39,8 +39,14 @@ def test_parse_good_proposal_and_answers():
     task, p = parse_proposal("induction", ind, prog, 10)
     assert p.ok and task.inputs == [str(i) for i in range(10)] and task.message == "sums things"
     assert task.program == prog.program
-    assert parse_answer("deduction", "<think>x</think><answer>```output\n[2, 4]\n```</answer>")[0] == "[2, 4]"
-    assert parse_answer("abduction", "<think></think> <answer>\n```input\n3, 'a'\n```\n</answer>")[0] == "3, 'a'"
+    assert (
+        parse_answer("deduction", "<think>x</think><answer>```output\n[2, 4]\n```</answer>")[0]
+        == "[2, 4]"
+    )
+    assert (
+        parse_answer("abduction", "<think></think> <answer>\n```input\n3, 'a'\n```\n</answer>")[0]
+        == "3, 'a'"
+    )
 
 
 @pytest.mark.parametrize(
@@ -50,10 +56,16 @@ def test_parse_good_proposal_and_answers():
         (GOOD.replace("</answer>", ""), "</answer>"),
         (GOOD + " and that is my answer", "not <think>"),  # trailing text
         (GOOD + "<answer>again</answer>", "<answer>"),  # two answers
-        (GOOD.replace("```input", "```python\ndef g():\n    return 1\n```\n```input"), "2 'python'"),
+        (
+            GOOD.replace("```input", "```python\ndef g():\n    return 1\n```\n```input"),
+            "2 'python'",
+        ),
         (GOOD.replace("```input\n[1, 2]\n```", ""), "missing 'input'"),
         (GOOD.replace("<answer>\n", "<answer>\nHere it is:\n"), "outside code blocks"),
-        (GOOD.replace("[1, 2]\n```\n</answer>", "[1, 2]\n</answer>"), "outside code blocks"),  # unclosed
+        (
+            GOOD.replace("[1, 2]\n```\n</answer>", "[1, 2]\n</answer>"),
+            "outside code blocks",
+        ),  # unclosed
         (GOOD.replace("[1, 2]", " "), "empty"),
         ("<answer>```python\ndef f(x):\n    return x\n```</answer><think>x</think>", "not <think>"),
     ],
@@ -65,9 +77,13 @@ def test_parse_rejects_malformed(text, reason):
 
 def test_parse_counts_induction_inputs_exactly():
     body = "".join(f"```input\n{i}\n```" for i in range(9)) + "```message\nm\n```"
-    assert not parse_response(f"<think>t</think><answer>{body}</answer>", {"input": 10, "message": 1}).ok
+    assert not parse_response(
+        f"<think>t</think><answer>{body}</answer>", {"input": 10, "message": 1}
+    ).ok
     assert parse_answer("deduction", "<think>t</think><answer>42</answer>")[0] is None
-    assert parse_answer("induction", "<think>t</think><answer>```output\n1\n```</answer>")[0] is None
+    assert (
+        parse_answer("induction", "<think>t</think><answer>```output\n1\n```</answer>")[0] is None
+    )
 
 
 def test_prompts_show_what_each_role_needs():
@@ -76,9 +92,13 @@ def test_prompts_show_what_each_role_needs():
     assert p.count("### Reference") == 2 and "find an input" in p and IDENTITY in p
     assert "10 different inputs" in proposer_prompt("induction", [], ded, 10)
     assert "'Hello world'" in solver_prompt(ded) and "```input" in solver_prompt(ded)
-    assert "```output" in solver_prompt(abd) and "```input" not in solver_prompt(abd).split("###")[0]
+    assert (
+        "```output" in solver_prompt(abd) and "```input" not in solver_prompt(abd).split("###")[0]
+    )
     sp = solver_prompt(ind, n_visible=3)
-    assert sp.count("```input") == 3 and "Return the argument unchanged." in sp and IDENTITY not in sp
+    assert (
+        sp.count("```input") == 3 and "Return the argument unchanged." in sp and IDENTITY not in sp
+    )
 
 
 def test_rewards_by_hand():
@@ -98,7 +118,10 @@ def test_buffers_seed_sample_newest_and_round_trip(tmp_path):
     bufs = TaskBuffers(seed_tasks())
     assert bufs.sizes() == {"deduction": 1, "abduction": 1, "induction": 1}
     assert all(b[0].program == IDENTITY for b in bufs.buffers.values())
-    new = [Task("deduction", f"def f(x):\n    return x + {i}", [str(i)], [str(2 * i)], step=i) for i in range(8)]
+    new = [
+        Task("deduction", f"def f(x):\n    return x + {i}", [str(i)], [str(2 * i)], step=i)
+        for i in range(8)
+    ]
     assert bufs.add(new) == 8 and bufs.add(new[:3]) == 0  # duplicates dropped
     rng = random.Random(0)
     refs = bufs.references("deduction", 6, rng)
@@ -144,7 +167,9 @@ def test_validation_through_the_executor(ex):
     assert out[0][0].outputs == ["2"] and out[0][1] == ""
     for (task, why), want in zip(out[1:], bad.values()):
         assert task is None and want in why
-    ind = Task("induction", "def f(x):\n    return 10 // x", ["1", "2", "0", "5", "1", "4", "x"], [])
+    ind = Task(
+        "induction", "def f(x):\n    return 10 // x", ["1", "2", "0", "5", "1", "4", "x"], []
+    )
     t, _ = validate_tasks(ex, [ind], min_pairs=4)[0]
     assert t.inputs == ["1", "2", "5", "4"] and t.outputs == ["10", "5", "2", "2"]
     assert validate_tasks(ex, [ind], min_pairs=5)[0][0] is None
@@ -167,3 +192,24 @@ def test_heldout_set_is_fixed_and_verified(ex):
     assert a == b and len(a) == 16 and len({t.program for t in a}) > 8
     assert all(t.outputs and t.output != "None" for t in a)
     assert heldout_deduction_set(ex, 4, seed=1) != a[:4]
+
+
+def test_warmstart_pairs_parse_validate_and_are_correct(ex):
+    from reasoning.azr.tasks import KINDS
+    from reasoning.azr.warmstart import warmstart_pairs
+
+    bufs = TaskBuffers(seed_tasks())
+    pairs = warmstart_pairs(bufs, 12, random.Random(0), 2, 10, 5)
+    assert len(pairs) == 12
+    proposals = []
+    for i, (user, response) in enumerate(pairs):
+        kind, task = KINDS[i % 3], bufs.buffers[KINDS[i % 3]][0]
+        if (i // 3) % 2 == 0:
+            assert user == solver_prompt(task, 5)
+            answer, p = parse_answer(kind, response)
+            assert p.ok and check_answers(ex, [task], [answer]) == [True]
+        else:
+            t, p = parse_proposal(kind, response, task, 10)
+            assert p.ok, p.reason
+            proposals.append(t)
+    assert all(t is not None for t, _ in validate_tasks(ex, proposals))

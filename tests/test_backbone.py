@@ -40,8 +40,10 @@ def test_chat_end_to_end_and_stream(bb):
 
 def test_gradients_reach_extra_embeddings_through_frozen_weights(bb):
     img = Image.new("RGB", (64, 64), (0, 0, 255))
-    convs = [[{"role": "user", "content": "a red circle"}],
-             [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "edit"}]}]]
+    convs = [
+        [{"role": "user", "content": "a red circle"}],
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "edit"}]}],
+    ]
     prompt = bb.encode_chat(convs, [[], [img]])
     before = {n: p.detach().clone() for n, p in bb.model.named_parameters()}
     extra = torch.nn.Parameter(torch.randn(2, 6, bb.hidden_size) * 0.02)
@@ -66,7 +68,9 @@ def test_gradients_reach_extra_embeddings_through_frozen_weights(bb):
 
 
 def test_sampling_logprobs_match_teacher_forcing(bb):
-    prompt = bb.encode_chat([[{"role": "user", "content": "hi"}], [{"role": "user", "content": "def f(x):"}]], None)
+    prompt = bb.encode_chat(
+        [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "def f(x):"}]], None
+    )
     g = torch.Generator().manual_seed(0)
     out = sample(bb, prompt, max_new_tokens=7, temperature=1.0, generator=g)
     assert out.completion_ids.shape[0] == 2
@@ -74,7 +78,9 @@ def test_sampling_logprobs_match_teacher_forcing(bb):
     mask = torch.cat([out.prompt_mask, out.completion_mask], 1)
     lp, _ = bb.token_logprobs(Prompt(ids, mask, {}))
     L = out.prompt_ids.shape[1]
-    torch.testing.assert_close(lp[:, L - 1 :] * out.completion_mask, out.logprobs, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        lp[:, L - 1 :] * out.completion_mask, out.logprobs, atol=1e-4, rtol=1e-4
+    )
 
 
 def test_lora_heads_switch_on_and_off(tiny_backbone_dir):

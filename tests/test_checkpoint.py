@@ -9,7 +9,9 @@ from unimodal import checkpoint
 def test_atomic_save_keep_and_load(tmp_path):
     w = {"trainable": {"a": torch.arange(4.0), "b": torch.ones(2, 2)}}
     for step in (1, 2, 3):
-        checkpoint.save(tmp_path, step, w, {"step": step, "rng": checkpoint.rng_state()}, "x = 1\n", keep=2)
+        checkpoint.save(
+            tmp_path, step, w, {"step": step, "rng": checkpoint.rng_state()}, "x = 1\n", keep=2
+        )
     names = [p.name for p in checkpoint.list_checkpoints(tmp_path)]
     assert names == ["step_00000002", "step_00000003"]
     last = checkpoint.latest(tmp_path)

@@ -4,6 +4,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,19 +19,59 @@ pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bub
 CRUXEVAL = Path(__file__).resolve().parents[1].parent / "shared/data/cruxeval/cruxeval.jsonl"
 
 BENIGN = [  # (code, inputs, expected output repr)
-    ("def f(s):\n    return s.strip().title().replace(' ', '-')", "'  hello big world '", "'Hello-Big-World'"),
+    (
+        "def f(s):\n    return s.strip().title().replace(' ', '-')",
+        "'  hello big world '",
+        "'Hello-Big-World'",
+    ),
     ("def f(xs):\n    return [x * x for x in xs if x % 2]", "[1, 2, 3, 4, 5]", "[1, 9, 25]"),
-    ("def f(d):\n    return sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))", "{'a': 1, 'b': 3, 'c': 3}", "[('b', 3), ('c', 3), ('a', 1)]"),
-    ("from collections import Counter, defaultdict\ndef f(s):\n    g = defaultdict(list)\n    for ch, n in Counter(s).items():\n        g[n].append(ch)\n    return dict(g)", "'abbccc'", "{1: ['a'], 2: ['b'], 3: ['c']}"),
-    ("import itertools\ndef f(xs):\n    return [p for p in itertools.permutations(xs, 2)][:3]", "[1, 2, 3]", "[(1, 2), (1, 3), (2, 1)]"),
-    ("import math\ndef f(n):\n    return math.factorial(n), math.gcd(12, n), round(math.sqrt(n), 3)", "8", "(40320, 4, 2.828)"),
-    ("import re\ndef f(s):\n    return re.findall(r'\\d+', s)", "'a1b22c333'", "['1', '22', '333']"),
+    (
+        "def f(d):\n    return sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))",
+        "{'a': 1, 'b': 3, 'c': 3}",
+        "[('b', 3), ('c', 3), ('a', 1)]",
+    ),
+    (
+        "from collections import Counter, defaultdict\ndef f(s):\n    g = defaultdict(list)\n    for ch, n in Counter(s).items():\n        g[n].append(ch)\n    return dict(g)",
+        "'abbccc'",
+        "{1: ['a'], 2: ['b'], 3: ['c']}",
+    ),
+    (
+        "import itertools\ndef f(xs):\n    return [p for p in itertools.permutations(xs, 2)][:3]",
+        "[1, 2, 3]",
+        "[(1, 2), (1, 3), (2, 1)]",
+    ),
+    (
+        "import math\ndef f(n):\n    return math.factorial(n), math.gcd(12, n), round(math.sqrt(n), 3)",
+        "8",
+        "(40320, 4, 2.828)",
+    ),
+    (
+        "import re\ndef f(s):\n    return re.findall(r'\\d+', s)",
+        "'a1b22c333'",
+        "['1', '22', '333']",
+    ),
     ("def f(n):\n    return 1 if n < 2 else n * f(n - 1)", "300", None),  # moderate recursion
-    ("class Node:\n    def __init__(self, v, nxt=None):\n        self.v, self.nxt = v, nxt\ndef f(xs):\n    head = None\n    for x in xs:\n        head = Node(x, head)\n    out = []\n    while head:\n        out.append(head.v)\n        head = head.nxt\n    return out", "[1, 2, 3]", "[3, 2, 1]"),
-    ("import heapq, bisect\ndef f(xs):\n    h = list(xs)\n    heapq.heapify(h)\n    return [heapq.heappop(h) for _ in range(2)], bisect.bisect(sorted(xs), 4)", "[5, 1, 4, 2]", "([1, 2], 3)"),
-    ("def f(text, n=2):\n    return {w: len(w) for w in text.split()[:n]}", "'to be or', n=3", "{'to': 2, 'be': 2, 'or': 2}"),
+    (
+        "class Node:\n    def __init__(self, v, nxt=None):\n        self.v, self.nxt = v, nxt\ndef f(xs):\n    head = None\n    for x in xs:\n        head = Node(x, head)\n    out = []\n    while head:\n        out.append(head.v)\n        head = head.nxt\n    return out",
+        "[1, 2, 3]",
+        "[3, 2, 1]",
+    ),
+    (
+        "import heapq, bisect\ndef f(xs):\n    h = list(xs)\n    heapq.heapify(h)\n    return [heapq.heappop(h) for _ in range(2)], bisect.bisect(sorted(xs), 4)",
+        "[5, 1, 4, 2]",
+        "([1, 2], 3)",
+    ),
+    (
+        "def f(text, n=2):\n    return {w: len(w) for w in text.split()[:n]}",
+        "'to be or', n=3",
+        "{'to': 2, 'be': 2, 'or': 2}",
+    ),
     ("def f():\n    return None", "", "None"),
-    ("def f(a, b):\n    return a.difference(b), frozenset(b)", "{1, 2, 3}, {2}", "({1, 3}, frozenset({2}))"),
+    (
+        "def f(a, b):\n    return a.difference(b), frozenset(b)",
+        "{1, 2, 3}, {2}",
+        "({1, 3}, frozenset({2}))",
+    ),
     ("def f(x):\n    print('noise', x)\n    return x", "b'\\x00\\xff'", "b'\\x00\\xff'"),
 ]
 
@@ -70,7 +112,7 @@ def test_statuses_and_reasons(ex):
         "def g():\n    return 1": ("", "rejected", "no top-level function f"),
     }
     results = ex.run_many([(code, inputs) for code, (inputs, _, _) in cases.items()])
-    for result, (inputs, status, fragment) in zip(results, cases.values()):
+    for result, (_, status, fragment) in zip(results, cases.values()):
         assert result.status == status and result.status in STATUSES
         assert fragment in result.reason and result.output is None
 
@@ -152,14 +194,14 @@ def _descendants(pid: int) -> set[int]:
 
 def test_dead_and_hung_workers_are_replaced_and_close_kills_everything():
     with Executor(workers=1, timeout=0.5) as ex:
-        (worker,) = ex._pool._live
+        (worker,) = ex._pool.live_workers()
         (worker_pid,) = [p for p in _descendants(worker.proc.pid) if not _descendants(p)]
         os.kill(worker_pid, signal.SIGKILL)  # dies: the next call reports it and respawns
         worker.proc.wait(timeout=5)  # bwrap exits once its sandbox is gone
         first = ex.run("def f():\n    return 1")
         assert first.status == "error" and "restarted" in first.reason
         assert ex.run("def f():\n    return 2").output == "2"
-        (worker,) = ex._pool._live
+        (worker,) = ex._pool.live_workers()
         for pid in _descendants(worker.proc.pid):  # freeze the whole sandbox: a hung worker
             os.kill(pid, signal.SIGSTOP)
         started = time.monotonic()
@@ -167,7 +209,7 @@ def test_dead_and_hung_workers_are_replaced_and_close_kills_everything():
         assert hung.status == "timeout" and "restarted" in hung.reason
         assert time.monotonic() - started < 10
         assert ex.run("def f():\n    return 4").output == "4"
-        pids = {w.proc.pid for w in ex._pool._live}
+        pids = {w.proc.pid for w in ex._pool.live_workers()}
         pids |= {d for p in pids for d in _descendants(p)}
         assert len(pids) >= 3  # bwrap, its init, the worker
     time.sleep(0.2)
@@ -175,6 +217,41 @@ def test_dead_and_hung_workers_are_replaced_and_close_kills_everything():
     assert not alive, alive
     with pytest.raises(RuntimeError):
         ex.run("def f():\n    return 5")
+
+
+EXIT_SCRIPT = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+from reasoning.executor import Executor
+ex = Executor(workers=1)
+print(*[w.proc.pid for w in ex._pool.live_workers()], flush=True)
+if sys.argv[1] == "hang":
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "hang"])
+def test_workers_die_with_the_trainer(how, tmp_path):
+    script = tmp_path / "trainer.py"
+    script.write_text(EXIT_SCRIPT.format(root=str(Path(__file__).resolve().parents[1])))
+    proc = subprocess.Popen([sys.executable, str(script), how], stdout=subprocess.PIPE, text=True)
+    (bwrap_pid,) = map(int, proc.stdout.readline().split())
+    pids = {bwrap_pid, *_descendants(bwrap_pid)}
+    assert len(pids) >= 3
+    if how == "hang":
+        proc.kill()  # SIGKILL: no atexit, only die-with-parent
+    proc.wait(timeout=20)
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [p for p in pids if _alive(p)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
 
 
 def test_fallback_without_namespaces_warns_and_still_limits():

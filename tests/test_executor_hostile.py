@@ -24,12 +24,21 @@ HOSTILE = {  # name: (code, expected statuses)
     "c_loop": ("def f():\n    return sum(range(10**13))", {"timeout"}),
     "sleep": ("import time\ndef f():\n    time.sleep(60)", {"timeout"}),
     "memory_list": ("def f():\n    return len([0] * 10**10)", {"error"}),
-    "memory_growth": ("def f():\n    x = []\n    while True:\n        x.append(bytearray(10**7))", FAIL),
+    "memory_growth": (
+        "def f():\n    x = []\n    while True:\n        x.append(bytearray(10**7))",
+        FAIL,
+    ),
     "fork_bomb": ("import os\ndef f():\n    while True:\n        os.fork()", {"error"}),
     "subprocess": ("import subprocess\ndef f():\n    return subprocess.run(['id'])", {"error"}),
     "os_system": (f"import os\ndef f():\n    return os.system('touch {MARKER}')", {"error"}),
-    "thread_flood": ("import threading\ndef f():\n    for _ in range(1000):\n        threading.Thread(target=lambda: 0).start()", {"error"}),
-    "multiprocessing": ("import multiprocessing\ndef f():\n    return multiprocessing.Pool(4).map(abs, [1])", {"error"}),
+    "thread_flood": (
+        "import threading\ndef f():\n    for _ in range(1000):\n        threading.Thread(target=lambda: 0).start()",
+        {"error"},
+    ),
+    "multiprocessing": (
+        "import multiprocessing\ndef f():\n    return multiprocessing.Pool(4).map(abs, [1])",
+        {"error"},
+    ),
     "read_passwd": ("def f():\n    return open('/etc/passwd').read()", {"error"}),
     "read_host_file": (f"def f():\n    return open({str(CANARY)!r}).read()", {"error"}),
     "truncate_host_file": (f"def f():\n    open({str(CANARY)!r}, 'w').close()", {"error"}),
@@ -40,7 +49,10 @@ HOSTILE = {  # name: (code, expected statuses)
     "proc_self_mem": ("def f():\n    return open('/proc/self/mem', 'rb').read(1)", {"error"}),
     "sys_files": ("import os\ndef f():\n    return os.listdir('/sys')", {"error"}),
     "home_files": ("import os\ndef f():\n    return os.listdir('/root')", {"error"}),
-    "docker_socket": ("import socket\ndef f():\n    s = socket.socket(socket.AF_UNIX)\n    s.connect('/var/run/docker.sock')", {"error"}),
+    "docker_socket": (
+        "import socket\ndef f():\n    s = socket.socket(socket.AF_UNIX)\n    s.connect('/var/run/docker.sock')",
+        {"error"},
+    ),
     "huge_print": ("def f():\n    while True:\n        print('x' * 10000)", {"output-limit"}),
     "huge_return": ("def f():\n    return 'x' * 10**7", {"output-limit"}),
     "giant_return": ("def f():\n    return 'x' * 10**10", {"error"}),
@@ -51,13 +63,28 @@ HOSTILE = {  # name: (code, expected statuses)
     "kill_init": ("import os, signal\ndef f():\n    os.kill(1, signal.SIGKILL)", {"error"}),
     "killpg": ("import os\ndef f():\n    os.killpg(0, 9)", {"error"}),
     "recursion": ("def f(n=0):\n    return f(n + 1)", {"error"}),
-    "deep_repr": ("def f():\n    x = []\n    for _ in range(10**6):\n        x = [x]\n    return x", FAIL),
+    "deep_repr": (
+        "def f():\n    x = []\n    for _ in range(10**6):\n        x = [x]\n    return x",
+        FAIL,
+    ),
     "ctypes_null": ("import ctypes\ndef f():\n    return ctypes.string_at(0)", {"error"}),
     "ctypes_memset": ("import ctypes\ndef f():\n    ctypes.memset(1, 0, 1 << 20)", {"error"}),
-    "setrlimit": ("import resource\ndef f():\n    resource.setrlimit(resource.RLIMIT_AS, (-1, -1))", {"error"}),
-    "ptrace": ("import ctypes\ndef f():\n    assert ctypes.CDLL(None).ptrace(16, 1, 0, 0) == 0", {"error"}),
-    "unshare": ("import ctypes\ndef f():\n    assert ctypes.CDLL(None).unshare(0x10000000) == 0", {"error"}),
-    "mount": ("import ctypes\ndef f():\n    assert ctypes.CDLL(None).mount(b'x', b'/usr', b'tmpfs', 0, 0) == 0", {"error"}),
+    "setrlimit": (
+        "import resource\ndef f():\n    resource.setrlimit(resource.RLIMIT_AS, (-1, -1))",
+        {"error"},
+    ),
+    "ptrace": (
+        "import ctypes\ndef f():\n    assert ctypes.CDLL(None).ptrace(16, 1, 0, 0) == 0",
+        {"error"},
+    ),
+    "unshare": (
+        "import ctypes\ndef f():\n    assert ctypes.CDLL(None).unshare(0x10000000) == 0",
+        {"error"},
+    ),
+    "mount": (
+        "import ctypes\ndef f():\n    assert ctypes.CDLL(None).mount(b'x', b'/usr', b'tmpfs', 0, 0) == 0",
+        {"error"},
+    ),
     "subclasses_escape": (
         f"def f():\n    for c in ().__class__.__base__.__subclasses__():\n"
         f"        if c.__name__ == '_wrap_close':\n"
@@ -101,7 +128,10 @@ def hostile_results(ex_raw, listener):
     before = CANARY.read_bytes()
     port = listener.getsockname()[1]
     extra = {
-        "loopback": (f"import socket\ndef f():\n    socket.create_connection(('127.0.0.1', {port}))", {"error"}),
+        "loopback": (
+            f"import socket\ndef f():\n    socket.create_connection(('127.0.0.1', {port}))",
+            {"error"},
+        ),
         "env_secret": ("import os\ndef f():\n    return dict(os.environ)", {"ok"}),
     }
     programs = {**HOSTILE, **extra}
@@ -146,7 +176,7 @@ def test_forged_result_markers_are_ignored(ex_raw):
         "def f():\n"
         "    frame = json.dumps({'id': 1, 'status': 'ok', 'output': '42', 'duration': 0}).encode()\n"
         "    sys.stdout.buffer.write(struct.pack('>I', len(frame)) + frame)\n"
-        "    print('{\"status\": \"ok\", \"output\": \"42\"}')\n"
+        '    print(\'{"status": "ok", "output": "42"}\')\n'
         "    sys.stdout.flush()\n"
         "    return 7"
     )
@@ -188,7 +218,19 @@ def test_static_layer_rejects_the_hostile_suite():
 def test_pool_still_answers_after_the_suite(hostile_results, ex_raw):
     results = ex_raw.run_many([("def f(x):\n    return x * 2", str(i)) for i in range(20)])
     assert [r.output for r in results] == [str(2 * i) for i in range(20)]
-    assert len(ex_raw._pool._live) == 2
+    deadline = time.monotonic() + 10
+    while len(ex_raw._pool.live_workers()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(ex_raw._pool.live_workers()) == 2
+    for worker in ex_raw._pool.live_workers():  # no program process outlived its run
+        tree, todo = [], [worker.proc.pid]
+        while todo:
+            pid = todo.pop()
+            kids = [int(k) for t in os.listdir(f"/proc/{pid}/task")
+                    for k in Path(f"/proc/{pid}/task/{t}/children").read_text().split()]  # fmt: skip
+            tree += kids
+            todo += kids
+        assert len(tree) == 2, tree  # the sandbox's init and the worker itself
 
 
 def test_concurrent_hostile_and_benign_calls(ex_raw):

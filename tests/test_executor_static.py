@@ -65,7 +65,8 @@ def test_size_caps():
 
 
 @pytest.mark.parametrize(
-    "inputs", ["", "[3, 1, 2], 'a'", "(1, ), (1, ), (1, 2)", "x=3", "{'a': {1, 2}}, -1.5e3", "b'\\x00'"]
+    "inputs",
+    ["", "[3, 1, 2], 'a'", "(1, ), (1, ), (1, 2)", "x=3", "{'a': {1, 2}}, -1.5e3", "b'\\x00'"],
 )
 def test_literal_inputs_pass(inputs):
     assert check_inputs(inputs) is None

@@ -7,7 +7,7 @@ from unimodal import checkpoint
 from unimodal.align import alignment_loss, resample_grid
 from unimodal.backbone import Backbone
 from unimodal.config import ConfigError, load_config
-from unimodal.generator import GenModelConfig, Generator
+from unimodal.generator import Generator, GenModelConfig
 from unimodal.queries import MultiScaleQueries, QueryConfig
 
 
@@ -23,7 +23,9 @@ def test_query_layout_336_tokens_plus_boundaries():
 def test_alignment_loss_is_minimal_for_identical_features():
     x = torch.randn(2, 16, 8)
     loss, cos = alignment_loss(x, x)
-    assert loss.item() == pytest.approx(-1.0, abs=1e-5) and cos.item() == pytest.approx(1.0, abs=1e-5)
+    assert loss.item() == pytest.approx(-1.0, abs=1e-5) and cos.item() == pytest.approx(
+        1.0, abs=1e-5
+    )
     other, _ = alignment_loss(torch.randn(2, 16, 8), x)
     assert other.item() > loss.item()
     grid = resample_grid(torch.randn(1, 16, 3), 8)
@@ -110,7 +112,11 @@ def test_train_gen_smoke_and_exact_resume(tmp_path, tiny_backbone_dir):
     assert (straight / "geneval_shapes" / "report.json").is_file()
 
     resumed = tmp_path / "resumed"
-    main(load_config(CONFIG, _args(tiny_backbone_dir, resumed) + ["--train.steps=3", "--train.stop_at=2"]))
+    main(
+        load_config(
+            CONFIG, _args(tiny_backbone_dir, resumed) + ["--train.steps=3", "--train.stop_at=2"]
+        )
+    )
     assert checkpoint.latest(resumed).name == "step_00000002"
     assert not (resumed / "final").exists()
     main(load_config(CONFIG, _args(tiny_backbone_dir, resumed) + ["--train.steps=3"]))
@@ -123,3 +129,33 @@ def test_train_gen_smoke_and_exact_resume(tmp_path, tiny_backbone_dir):
     eb = checkpoint.load_weights(checkpoint.latest(resumed), "ema")
     for k in ea:
         torch.testing.assert_close(ea[k], eb[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_pipeline_and_eval_front_door_load_the_export(tmp_path, tiny_backbone_dir):
+    from tools import eval as eval_tool
+    from tools.train_gen import CONFIG, main
+    from unimodal.pipeline import Pipeline
+
+    out = tmp_path / "run"
+    main(
+        load_config(
+            CONFIG, _args(tiny_backbone_dir, out) + ["--train.steps=1", "--eval.n_per_category=0"]
+        )
+    )
+    pipe = Pipeline.from_pretrained(out / "final", device="cpu")
+    imgs = pipe.generate("a red circle", steps=2, num_images=2)
+    assert len(imgs) == 2 and imgs[0].size == (32, 32)
+    report = eval_tool.main(
+        ["--suite", "geneval-shapes", "--model", str(out / "final"), "--n", "1", "--steps", "2"]
+    )
+    assert set(report["per_category"]) == {
+        "single_object",
+        "two_object",
+        "counting",
+        "colors",
+        "position",
+        "color_attr",
+    }
+    assert (out / "final" / "eval_geneval-shapes.json").is_file()
+    with pytest.raises(SystemExit):
+        eval_tool.main(["--suite", "geneval-shapes", "--model", str(tmp_path / "missing")])

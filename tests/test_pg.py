@@ -27,22 +27,36 @@ def test_grpo_and_dr_grpo_by_hand():
     r = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0])
     g = ["a", "a", "b", "b", "b"]
     # a: mean .5, unbiased std sqrt(.5); b: mean 2/3, unbiased var 1/3
-    want = [1 / math.sqrt(2), -1 / math.sqrt(2), -2 / 3 * math.sqrt(3), math.sqrt(3) / 3, math.sqrt(3) / 3]
+    want = [
+        1 / math.sqrt(2),
+        -1 / math.sqrt(2),
+        -2 / 3 * math.sqrt(3),
+        math.sqrt(3) / 3,
+        math.sqrt(3) / 3,
+    ]
     assert grpo_advantages(r, g).tolist() == pytest.approx(want, abs=1e-5)
-    assert grpo_advantages(r, g, scale_std=False).tolist() == pytest.approx([0.5, -0.5, -2 / 3, 1 / 3, 1 / 3])
-    assert estimate("dr_grpo", r, g, torch.ones(5)).tolist() == pytest.approx([0.5, -0.5, -2 / 3, 1 / 3, 1 / 3])
+    assert grpo_advantages(r, g, scale_std=False).tolist() == pytest.approx(
+        [0.5, -0.5, -2 / 3, 1 / 3, 1 / 3]
+    )
+    assert estimate("dr_grpo", r, g, torch.ones(5)).tolist() == pytest.approx(
+        [0.5, -0.5, -2 / 3, 1 / 3, 1 / 3]
+    )
 
 
 def test_reinforce_pp_batch_and_token_weighted():
     r = torch.tensor([1.0, 0.0])
-    assert reinforce_pp_advantages(r).tolist() == pytest.approx([1 / math.sqrt(2), -1 / math.sqrt(2)], abs=1e-5)
+    assert reinforce_pp_advantages(r).tolist() == pytest.approx(
+        [1 / math.sqrt(2), -1 / math.sqrt(2)], abs=1e-5
+    )
     # tokens [1, 1, 1, 0]: mean .75, unbiased var (3 * .0625 + .5625) / 3 = .25
     got = reinforce_pp_advantages(r, lengths=torch.tensor([3.0, 1.0]))
     assert got.tolist() == pytest.approx([0.5, -1.5], abs=1e-5)
 
 
 def test_six_group_task_relative_normalisation():
-    keys = [f"{k}/{r}" for k in ("deduction", "abduction", "induction") for r in ("propose", "solve")]
+    keys = [
+        f"{k}/{r}" for k in ("deduction", "abduction", "induction") for r in ("propose", "solve")
+    ]
     gen = torch.Generator().manual_seed(0)
     rewards, groups = [], []
     for j, key in enumerate(keys):  # very different scales per group
@@ -108,7 +122,14 @@ def test_pg_loss_adds_kl_and_entropy_terms():
     base, _ = pg_loss(logp, logp, torch.tensor([1.0]), mask)
     assert base.item() == pytest.approx(-1.0)
     full, stats = pg_loss(
-        logp, logp, torch.tensor([1.0]), mask, ref_logp=ref, kl_coef=0.1, entropy=ent, entropy_coef=0.01
+        logp,
+        logp,
+        torch.tensor([1.0]),
+        mask,
+        ref_logp=ref,
+        kl_coef=0.1,
+        entropy=ent,
+        entropy_coef=0.01,
     )
     kl = ((2 - math.log(2) - 1) + (4 - math.log(4) - 1)) / 2
     assert stats["kl"].item() == pytest.approx(kl) and stats["entropy"].item() == pytest.approx(2.0)
@@ -133,16 +154,26 @@ def _randomise_head(bb, seed):
 
 def test_rollout_logprobs_match_recomputed(bb):
     _randomise_head(bb, 0)
-    prompts = [bb.render([{"role": "user", "content": t}]) for t in ("def f(x):", "hi", "a b c d e f g")]
-    rolls = generate(bb, prompts, "pg", 12, temperature=1.0, generator=torch.Generator().manual_seed(1))
-    assert [r.prompt_ids.shape[0] for r in rolls] == [len(bb.tokenizer(p).input_ids) for p in prompts]
+    prompts = [
+        bb.render([{"role": "user", "content": t}]) for t in ("def f(x):", "hi", "a b c d e f g")
+    ]
+    rolls = generate(
+        bb, prompts, "pg", 12, temperature=1.0, generator=torch.Generator().manual_seed(1)
+    )
+    assert [r.prompt_ids.shape[0] for r in rolls] == [
+        len(bb.tokenizer(p).input_ids) for p in prompts
+    ]
     batch = collate(rolls, bb.tokenizer.pad_token_id)
     t = batch.response_mask.shape[1]
     with torch.no_grad(), bb.lora("pg"):
-        lp, _ = response_logprobs(bb(batch.input_ids, batch.attention_mask), batch.input_ids, t, 1.0, False)
+        lp, _ = response_logprobs(
+            bb(batch.input_ids, batch.attention_mask), batch.input_ids, t, 1.0, False
+        )
     assert torch.allclose(lp * batch.response_mask, batch.old_logprobs, atol=1e-4)
     with torch.no_grad(), bb.lora(None):  # the head matters: the base model gives other values
-        lp0, _ = response_logprobs(bb(batch.input_ids, batch.attention_mask), batch.input_ids, t, 1.0, False)
+        lp0, _ = response_logprobs(
+            bb(batch.input_ids, batch.attention_mask), batch.input_ids, t, 1.0, False
+        )
     assert not torch.allclose(lp0 * batch.response_mask, batch.old_logprobs, atol=1e-3)
 
 

@@ -66,8 +66,7 @@ def bench_executor(args: argparse.Namespace) -> dict[str, Any]:
     programs_per_s, validated_per_s = args.n / run_s, n_val / validate_s
     return {
         "mode": "executor",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "cpu": platform.processor() or platform.machine()},  # fmt: skip
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "workers": args.workers,
         "sandbox_python": python,
         "protections": protections,
@@ -80,7 +79,8 @@ def bench_executor(args: argparse.Namespace) -> dict[str, Any]:
         "baseline": baselines,
         "speedup_vs_python_c": programs_per_s / baselines["python -c"]["per_s"],
         "speedup_vs_python_isolated": programs_per_s / baselines["python -I -S -c"]["per_s"],
-        "targets_met": programs_per_s >= 500 and validated_per_s >= 250 and all(protections.values()),
+        "targets_met": min(programs_per_s / 500, validated_per_s / 250) >= 1
+        and all(protections.values()),
     }
 
 

@@ -8,7 +8,8 @@
 One step: propose (all task types) -> validate -> estimate learnability -> solve -> check ->
 task-relative advantages (over every process) -> one clipped update of the LoRA head. The base
 weights stay frozen; the head alone is saved in atomic, resumable checkpoints together with the
-task buffers. With `eval.heldout > 0` a held-out deduction set is scored with the head off and on.
+task buffers. With `eval.heldout > 0` a held-out deduction set is scored with the head off and
+on (and after the optional format warm start, `azr.warmstart_steps`, which AZR does not have).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reasoning.azr import (  # noqa: E402
+    KINDS,
     AZRConfig,
     Record,
     TaskBuffers,
@@ -35,6 +37,7 @@ from reasoning.azr import (  # noqa: E402
     timed,
     validate_tasks,
 )
+from reasoning.azr.warmstart import warmstart_pairs, warmstart_rollouts  # noqa: E402
 from reasoning.executor import Executor  # noqa: E402
 from reasoning.pg import PGConfig, estimate, policy_step  # noqa: E402
 from unimodal import checkpoint  # noqa: E402
@@ -119,12 +122,37 @@ def _initial_buffers(cfg: AZRTrainConfig, ex: Executor) -> TaskBuffers:
     return TaskBuffers(t for t, _ in checked if t is not None)
 
 
-def _held_out(cfg: AZRTrainConfig, bb: Backbone, ex: Executor, head: str | None) -> dict:
+def _per_kind(rows: list[dict], n: int) -> list[dict]:
+    """The first `n` rows of each task kind (valid / correct ones first)."""
+    rows = sorted(rows, key=lambda r: not (r.get("valid") or r.get("correct")))
+    return [r for k in KINDS for r in [x for x in rows if x["kind"] == k][:n]]
+
+
+def _held_out(cfg: AZRTrainConfig, bb: Backbone, ex: Executor, head: str | None, acc) -> dict:
+    """Greedy accuracy on the held-out deduction set with head `head` (None: the base model)."""
     tasks = heldout_deduction_set(ex, cfg.eval.heldout)
-    with bb.lora(head):
-        return evaluate_deduction_set(
+    with bb.lora(head), acc.autocast():
+        report = evaluate_deduction_set(
             bb, ex, tasks, cfg.eval.max_new_tokens, cfg.eval.batch_size, name="heldout_deduction"
         )
+    print(eval_table(report), flush=True)
+    return report
+
+
+def _warmstart(cfg: AZRTrainConfig, bb: Backbone, model, opt, acc, buffers: TaskBuffers) -> None:
+    """Optional format warm start (not in AZR): supervised steps on well-formed buffer tasks."""
+    ac = cfg.azr
+    for i in tqdm(range(ac.warmstart_steps), desc="warm start", disable=not acc.is_main_process):
+        rng = random.Random(f"warm/{cfg.train.seed}/{i}/{acc.process_index}")
+        pairs = warmstart_pairs(
+            buffers, 6 * cfg.train.batch_size, rng, ac.references, ac.n_inputs, ac.n_visible
+        )
+        rolls = warmstart_rollouts(bb, pairs, ac.head, ac.temperature)
+        bb.model.train(cfg.model.gradient_checkpointing)
+        stats = policy_step(model, bb, ac.head, rolls, opt, cfg.pg, acc)
+        bb.model.eval()
+    nll = -stats.get("logp", 0.0)
+    acc.print(f"warm start done: {ac.warmstart_steps} steps, last token NLL {nll:.3f}")
 
 
 def main(cfg: AZRTrainConfig) -> dict:
@@ -170,9 +198,12 @@ def main(cfg: AZRTrainConfig) -> dict:
             box = [_initial_buffers(cfg, ex).state_dict() if acc.is_main_process else None]
             buffers = TaskBuffers.from_state_dict(broadcast_object_list(box)[0])
         if cfg.eval.heldout and step == 0 and acc.is_main_process:
-            report["before"] = _held_out(cfg, bb, ex, None)
-            print(eval_table(report["before"]), flush=True)
+            report["before"] = _held_out(cfg, bb, ex, None, acc)
         model, opt = acc.prepare(bb, opt)
+        if step == 0 and cfg.azr.warmstart_steps > 0:
+            _warmstart(cfg, bb, model, opt, acc, buffers)
+            if cfg.eval.heldout and acc.is_main_process:
+                report["warmstart"] = _held_out(cfg, bb, ex, head, acc)
         acc.init_trackers("azr")
         bar = tqdm(total=tc.steps, initial=step, disable=not acc.is_local_main_process, desc="azr")
         while step < tc.end_step:
@@ -226,8 +257,9 @@ def main(cfg: AZRTrainConfig) -> dict:
                     **{k: f"{v:.1f}s" for k, v in times.items()},
                 )
             if acc.is_main_process and (step % ac.sample_every == 0 or step == 1):
+                few = {role: _per_kind(rows, 2) for role, rows in samples.items()}
                 with open(out / "samples.jsonl", "a") as fh:
-                    fh.write(json.dumps({"step": step, **samples}) + "\n")
+                    fh.write(json.dumps({"step": step, **few}) + "\n")
             if step % tc.save_every == 0 or step == tc.end_step:
                 state = {"step": step, "buffers": buffers.state_dict()}
                 weights = {"lora": bb.lora_state_dict(head)}
@@ -235,8 +267,7 @@ def main(cfg: AZRTrainConfig) -> dict:
         bar.close()
         report["metrics"] = metrics
         if cfg.eval.heldout and step >= tc.steps and acc.is_main_process:
-            report["after"] = _held_out(cfg, bb, ex, head)
-            print(eval_table(report["after"]), flush=True)
+            report["after"] = _held_out(cfg, bb, ex, head, acc)
             (out / "eval_heldout.json").write_text(json.dumps(report, indent=2))
     acc.end_training()
     return report

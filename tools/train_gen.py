@@ -28,7 +28,7 @@ from unimodal.backbone import Backbone  # noqa: E402
 from unimodal.config import load_config, to_toml  # noqa: E402
 from unimodal.evals.geneval_shapes import evaluate_geneval_shapes, geneval_table  # noqa: E402
 from unimodal.gendata import GenData, GenDataConfig  # noqa: E402
-from unimodal.generator import GenModelConfig, Generator  # noqa: E402
+from unimodal.generator import Generator, GenModelConfig  # noqa: E402
 from unimodal.grid import save_grid, to_pil  # noqa: E402
 from unimodal.runtime import (  # noqa: E402
     EMA,
@@ -95,7 +95,10 @@ def export_final(gen: Generator, cfg: GenTrainConfig, backbone_path: Path, out: 
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in gen.trainable_state_dict().items()}, out / "generator.safetensors")
+    save_file(
+        {k: v.contiguous() for k, v in gen.trainable_state_dict().items()},
+        out / "generator.safetensors",
+    )
     (out / "config.toml").write_text(to_toml(cfg))
     (out / "backbone.json").write_text(json.dumps({"path": str(backbone_path.resolve())}))
     return out
@@ -127,7 +130,9 @@ def main(cfg: GenTrainConfig) -> dict:
     model, opt = acc.prepare(gen, opt)
     acc.init_trackers("gen")
     n_params = sum(p.numel() for p in params)
-    acc.print(f"trainable parameters: {n_params / 1e6:.2f}M; query tokens: {gen.queries.num_tokens}")
+    acc.print(
+        f"trainable parameters: {n_params / 1e6:.2f}M; query tokens: {gen.queries.num_tokens}"
+    )
     bar = tqdm(total=tc.steps, initial=step, disable=not acc.is_local_main_process, desc="gen")
     speed = Throughput()
     out_dir = Path(tc.out_dir)
@@ -177,7 +182,11 @@ def main(cfg: GenTrainConfig) -> dict:
         if cfg.eval.n_per_category > 0:
             gen.eval()
             report = evaluate_geneval_shapes(
-                gen, out_dir / "geneval_shapes", cfg.eval.n_per_category, tc.seed, cfg.eval.batch_size
+                gen,
+                out_dir / "geneval_shapes",
+                cfg.eval.n_per_category,
+                tc.seed,
+                cfg.eval.batch_size,
             )
             print("GenEval-shapes (checker-scored)\n" + geneval_table(report), flush=True)
     acc.end_training()
@@ -185,7 +194,9 @@ def main(cfg: GenTrainConfig) -> dict:
 
 
 @torch.no_grad()
-def write_samples(gen: Generator, ema: EMA | None, named: dict, cfg: GenTrainConfig, path: Path) -> None:
+def write_samples(
+    gen: Generator, ema: EMA | None, named: dict, cfg: GenTrainConfig, path: Path
+) -> None:
     """A grid for the fixed sample prompts, with EMA weights swapped in when there are any."""
     backup = {k: p.detach().clone() for k, p in named.items()} if ema is not None else None
     if ema is not None:

@@ -46,7 +46,9 @@ def resample_grid(feats: torch.Tensor, grid: int) -> torch.Tensor:
     return x.reshape(b, d, grid * grid).transpose(1, 2)  # (B, grid*grid, D)
 
 
-def alignment_loss(projected: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def alignment_loss(
+    projected: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Negative cosine similarity per token; returns (loss, mean cosine). (B, N, D) each."""
     cos = F.cosine_similarity(projected.float(), target.detach().float(), dim=-1)  # (B, N)
     return -cos.mean(), cos.mean().detach()

@@ -44,7 +44,9 @@ def check_model_dir(path: str | Path) -> Path:
         missing.append("config.json")
     if not (list(p.glob("*.safetensors")) or list(p.glob("*.bin"))):
         missing.append("model weights (*.safetensors)")
-    if not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
+    if not any(
+        (p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+    ):
         missing.append("tokenizer (tokenizer.json or tokenizer_config.json)")
     index = p / "model.safetensors.index.json"
     if index.is_file():

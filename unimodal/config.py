@@ -45,7 +45,10 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         return value.raw
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if isinstance(value, _CliValue) and typing.get_origin(tp) not in (typing.Union, types.UnionType):
+    if isinstance(value, _CliValue) and typing.get_origin(tp) not in (
+        typing.Union,
+        types.UnionType,
+    ):
         value = value.parsed
     if tp is Any:
         return value

@@ -16,19 +16,23 @@ import torch
 
 from unimodal.data import CATEGORIES, render, sample_prompt
 
+BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
+
 
 @dataclass
 class GenDataConfig:
     kind: str = "shapes"  # shapes | folder
     root: str = ""  # folder: a directory with metadata.jsonl
     categories: tuple[str, ...] = ()  # shapes: GenEval categories to train on; empty = all
-    background: str = "black"  # folder: colour behind transparent pixels
+    background: str = "white"  # folder: colour behind transparent pixels (white | black)
 
     def __post_init__(self) -> None:
         if self.kind not in ("shapes", "folder"):
             raise ValueError(f"data.kind: unknown '{self.kind}' (shapes | folder)")
         if self.kind == "folder" and not self.root:
             raise ValueError("data.root: required for data.kind = 'folder' (a local directory)")
+        if self.background not in BACKGROUNDS:
+            raise ValueError(f"data.background: unknown '{self.background}' (white | black)")
         for c in self.categories:
             if c not in CATEGORIES:
                 raise ValueError(f"data.categories: unknown '{c}'; choose from {list(CATEGORIES)}")
@@ -50,7 +54,7 @@ class GenData:
         if cfg.kind == "folder":
             from unimodal.data import FolderImageDataset
 
-            self.folder = FolderImageDataset(cfg.root, size, background=cfg.background)
+            self.folder = FolderImageDataset(cfg.root, size, background=BACKGROUNDS[cfg.background])
 
     def __getitem__(self, index: int) -> tuple[str, torch.Tensor]:
         if self.folder is not None:

@@ -82,7 +82,9 @@ class GenModelConfig:
             if s not in scales:
                 raise ValueError(f"gen.train_scales: {s} is not one of queries.scales {scales}")
         if self.align_target not in ("backbone", "encoder"):
-            raise ValueError(f"gen.align_target: unknown '{self.align_target}' (backbone | encoder)")
+            raise ValueError(
+                f"gen.align_target: unknown '{self.align_target}' (backbone | encoder)"
+            )
         if not 0 <= self.cfg_dropout <= 1:
             raise ValueError(f"gen.cfg_dropout: must be in [0, 1], got {self.cfg_dropout}")
 
@@ -92,7 +94,9 @@ def check_grids(cfg: GenModelConfig, decoder: Decoder, downsample: int) -> list[
     grids = []
     for s, r in zip(cfg.queries.scales, cfg.resolutions):
         if r % downsample:
-            raise ValueError(f"gen.resolutions: {r} px is not a multiple of the VAE factor {downsample}")
+            raise ValueError(
+                f"gen.resolutions: {r} px is not a multiple of the VAE factor {downsample}"
+            )
         latent = r // downsample
         decoder.validate_grid((latent, latent))
         g = latent // decoder.patch_size
@@ -167,7 +171,11 @@ class Generator(nn.Module):
         total = pixels.new_zeros(())
         for k in self.train_index:
             res = self.cfg.resolutions[k]
-            img = pixels if pixels.shape[-1] == res else F.interpolate(pixels, size=(res, res), mode="area")
+            img = (
+                pixels
+                if pixels.shape[-1] == res
+                else F.interpolate(pixels, size=(res, res), mode="area")
+            )
             with torch.no_grad():
                 x0 = self.vae.encode(img)  # (B, C, h, w)
             cond, _, _ = drop_condition(

@@ -51,9 +51,7 @@ class MultiScaleQueries(nn.Module):
         self.queries = nn.ParameterList(
             [nn.Parameter(torch.randn(s * s, width) * std) for s in self.scales]
         )
-        self.rows = nn.ParameterList(
-            [nn.Parameter(sincos_1d(s, width) * std) for s in self.scales]
-        )
+        self.rows = nn.ParameterList([nn.Parameter(sincos_1d(s, width) * std) for s in self.scales])
         self.cols = nn.ParameterList(
             [nn.Parameter(sincos_1d(s, width).flip(-1) * std) for s in self.scales]
         )

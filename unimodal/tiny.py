@@ -211,7 +211,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
-            raise ValueError(f"model.preset: unknown '{self.preset}'; choose one of {sorted(PRESETS)}")
+            raise ValueError(
+                f"model.preset: unknown '{self.preset}'; choose one of {sorted(PRESETS)}"
+            )
 
 
 def ensure_backbone(path: str, preset: str, cache_root: str | Path = "runs/backbones") -> Path:

@@ -43,7 +43,8 @@ def plot_metrics(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     out = Path(out) if out else run_dir / "azr_curves.png"
     fig.savefig(out, dpi=100)

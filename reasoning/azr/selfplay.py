@@ -43,6 +43,7 @@ class AZRConfig:
     seed_limit: int = 0  # rows read per seed file (0: all)
     estimator: str = "task_relative"  # see reasoning.pg.advantages.ESTIMATORS
     sample_every: int = 10  # write example tasks and answers to samples.jsonl every N steps
+    warmstart_steps: int = 0  # format warm-start updates before self-play (not in AZR; 0: off)
     rewards: RewardConfig = field(default_factory=RewardConfig)
 
 

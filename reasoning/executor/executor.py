@@ -16,7 +16,7 @@ import itertools
 import logging
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from . import checks
@@ -37,6 +37,7 @@ from .seccomp import compiled_filters
 from .static import StaticLimits, check_program
 
 log = logging.getLogger(__name__)
+MAX_TRANSPORT_CHARS = 4_000_000
 
 FALLBACK_WARNING = (
     "EXECUTOR SANDBOX DEGRADED: bubblewrap/user namespaces are unavailable, so model-written "
@@ -90,7 +91,7 @@ class Executor:
             "child_full_filter": filters[2].hex() if filters else "",
             "drop_caps": True,
         }
-        self._pool = WorkerPool(plan, workers, config)
+        self._pool = WorkerPool(plan, workers, config, self.timeout)
         info = self._pool.worker_info
         self.protections: dict[str, bool] = {
             "static_checks": static_checks,
@@ -99,7 +100,6 @@ class Executor:
         }
         self.sandbox_kind, self.python = plan.kind, plan.python
         self._ids = itertools.count(1)
-        self._batch = ThreadPoolExecutor(2 * max(workers, 2), thread_name_prefix="executor-batch")
 
     # -- single programs -------------------------------------------------------------------
 
@@ -111,41 +111,64 @@ class Executor:
         reason = check_program(code, inputs, self.limits)
         return None if reason is None else ExecutionResult(REJECTED, reason=reason)
 
-    def _execute(self, code: str, inputs: str, avoid: int | None = None) -> tuple[ExecutionResult, int]:
+    def _submit(self, code: str, inputs: str, avoid: int | None = None) -> Future:
+        """Future of (ExecutionResult, worker id); static checks are the caller's business."""
         request = {"id": next(self._ids), "code": code, "inputs": inputs, "timeout": self.timeout}
-        reply, worker = self._pool.execute(request, self.timeout, avoid)
-        return _result(reply), worker
+        if len(code) + len(inputs) > MAX_TRANSPORT_CHARS:  # holds with static checks off too
+            done: Future = Future()
+            done.set_result((ExecutionResult(REJECTED, reason="program too large to send"), 0))
+            return done
+        result: Future = Future()
+        raw = self._pool.submit(request, avoid)
+        raw.add_done_callback(lambda f: _settle(result, f, lambda r: (_result(r[0]), r[1])))
+        return result
+
+    def _run_async(self, code: str, inputs: str) -> Future:
+        if rejected := self._static(code, inputs):
+            done: Future = Future()
+            done.set_result(rejected)
+            return done
+        result: Future = Future()
+        self._submit(code, inputs).add_done_callback(lambda f: _settle(result, f, lambda r: r[0]))
+        return result
+
+    def _validate_async(self, code: str, inputs: str) -> Future:
+        final: Future = Future()
+        if rejected := self._static(code, inputs):
+            final.set_result(rejected)
+            return final
+
+        def after_first(fut: Future) -> None:
+            if fut.exception() is not None:
+                final.set_exception(fut.exception())  # type: ignore[arg-type]
+                return
+            first, worker = fut.result()
+            if not first.ok:
+                final.set_result(first)
+                return
+            second = self._submit(code, inputs, avoid=worker)
+            second.add_done_callback(lambda g: _settle(final, g, lambda r: _agree(first, r[0])))
+
+        self._submit(code, inputs).add_done_callback(after_first)
+        return final
 
     def run(self, code: str, inputs: str = "") -> ExecutionResult:
         """Run module `code`, then `f(<inputs>)`; `output` is the result's `repr`."""
-        return self._static(code, inputs) or self._execute(code, inputs)[0]
+        return self._run_async(code, inputs).result()
 
     def validate(self, code: str, inputs: str = "") -> ExecutionResult:
         """`run`, plus a second run on another worker (other hash seed) with an equal output."""
-        if rejected := self._static(code, inputs):
-            return rejected
-        first, worker = self._execute(code, inputs)
-        if not first.ok:
-            return first
-        second, _ = self._execute(code, inputs, avoid=worker)
-        duration = first.duration + second.duration
-        if not second.ok:
-            reason = f"first run ok, second run {second.status}: {second.reason}"
-            return ExecutionResult(NONDETERMINISTIC, None, reason[:1000], duration)
-        if not outputs_equal(first.output, second.output):
-            reason = f"outputs differ across runs: {first.output[:200]!r} vs {second.output[:200]!r}"  # type: ignore[index]
-            return ExecutionResult(NONDETERMINISTIC, None, reason, duration)
-        return ExecutionResult(OK, first.output, "", duration)
+        return self._validate_async(code, inputs).result()
 
     # -- batches: every worker busy ----------------------------------------------------------
 
     def run_many(self, jobs: Sequence[tuple[str, str]]) -> list[ExecutionResult]:
         """`run` for each (code, inputs), in order, spread over all workers."""
-        return list(self._batch.map(lambda job: self.run(*job), jobs))
+        return [f.result() for f in [self._run_async(c, i) for c, i in jobs]]
 
     def validate_many(self, jobs: Sequence[tuple[str, str]]) -> list[ExecutionResult]:
         """`validate` for each (code, inputs), in order, spread over all workers."""
-        return list(self._batch.map(lambda job: self.validate(*job), jobs))
+        return [f.result() for f in [self._validate_async(c, i) for c, i in jobs]]
 
     # -- Absolute Zero answer checks -----------------------------------------------------------
 
@@ -159,9 +182,7 @@ class Executor:
         """Does `f(<answer_inputs>)` equal `gold_output` by value?"""
         return checks.check_abduction(self, code, answer_inputs, gold_output)
 
-    def check_induction(
-        self, program: str, cases: Sequence[tuple[str, str]]
-    ) -> InductionResult:
+    def check_induction(self, program: str, cases: Sequence[tuple[str, str]]) -> InductionResult:
         """Does the solver's `program` map every held-out (inputs, gold output) case right?"""
         return checks.check_induction(self, program, cases)
 
@@ -169,7 +190,6 @@ class Executor:
 
     def close(self) -> None:
         """Kill every worker and its sandbox; idempotent."""
-        self._batch.shutdown(wait=False, cancel_futures=True)
         self._pool.close()
 
     def __enter__(self) -> Executor:
@@ -177,6 +197,28 @@ class Executor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _settle(target: Future, source: Future, convert: Any) -> None:
+    """Complete `target` from `source` through `convert` (exceptions pass through)."""
+    try:
+        target.set_result(convert(source.result()))
+    except BaseException as exc:  # noqa: B036 - hand every failure to the waiting caller
+        target.set_exception(exc)
+
+
+def _agree(first: ExecutionResult, second: ExecutionResult) -> ExecutionResult:
+    """The verdict of `validate` from its two runs on different workers."""
+    duration = first.duration + second.duration
+    if not second.ok:
+        reason = f"first run ok, second run {second.status}: {second.reason}"
+        return ExecutionResult(NONDETERMINISTIC, None, reason[:1000], duration)
+    if not outputs_equal(first.output, second.output):
+        a, b = str(first.output)[:200], str(second.output)[:200]
+        return ExecutionResult(
+            NONDETERMINISTIC, None, f"outputs differ across runs: {a!r} vs {b!r}", duration
+        )
+    return ExecutionResult(OK, first.output, "", duration)
 
 
 def _result(reply: dict[str, Any]) -> ExecutionResult:

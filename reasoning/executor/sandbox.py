@@ -155,7 +155,9 @@ def _protections(kind: str, unprivileged: bool) -> dict[str, bool]:
 
 
 @functools.cache
-def plan_sandbox(mode: str = "auto", python: str | None = None, scratch_mb: int = 64) -> SandboxPlan:
+def plan_sandbox(
+    mode: str = "auto", python: str | None = None, scratch_mb: int = 64
+) -> SandboxPlan:
     """The strongest working sandbox for `mode` ("auto", "bwrap" or "none"); raises if none."""
     if mode not in ("auto", "bwrap", "none"):
         raise ValueError(f"sandbox mode must be 'auto', 'bwrap' or 'none', not {mode!r}")

@@ -96,36 +96,38 @@ def write_frame(fd, obj):
         data = data[os.write(fd, data) :]
 
 
-def set_limits(cfg, timeout):
-    cpu = int(timeout) + 2
-    limits = {
+def set_limits(limits):
+    for which, value in limits.items():  # soft = hard, never above an existing hard limit
+        hard = resource.getrlimit(which)[1]
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(which, (value, value))
+
+
+def worker_limits(cfg):
+    """Limits that hold for the worker too (set once; every forked program inherits them)."""
+    return {
         resource.RLIMIT_AS: cfg["memory_bytes"],
-        resource.RLIMIT_CPU: cpu,
         resource.RLIMIT_FSIZE: cfg["file_bytes"],
-        resource.RLIMIT_NOFILE: cfg["open_files"],
+        resource.RLIMIT_NOFILE: max(16, cfg["open_files"]),
         resource.RLIMIT_CORE: 0,
-        resource.RLIMIT_NPROC: 0 if os.getuid() != 0 else 1,
     }
-    for which, value in limits.items():
-        try:
-            resource.setrlimit(which, (value, value))
-        except (ValueError, OSError):
-            pass
+
+
+def child_limits(timeout):
+    """Limits only a program can bear: CPU seconds, and no new processes."""
+    return {resource.RLIMIT_CPU: int(timeout) + 2, resource.RLIMIT_NPROC: 0}
 
 
 def child_main(cfg, req, w):
     """Runs in the forked child; never returns."""
     if cfg["pdeathsig"]:  # in bwrap the pid namespace dies with the worker anyway
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    scratch, out = cfg["scratch"], cfg["out_fd"]  # out: an unlinked file, emptied per program
-    null = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
+    for fd, source in ((0, cfg["null_fd"]), (1, cfg["out_fd"]), (2, cfg["out_fd"])):
+        os.dup2(source, fd)  # out: an unlinked scratch file, emptied per program
     os.closerange(3, w)
     os.closerange(w + 1, 1 << 16)
-    os.chdir(scratch)
-    set_limits(cfg, req["timeout"])
+    os.chdir(cfg["scratch"])
+    set_limits(child_limits(req["timeout"]))
     if cfg["child_prog"] is not None and not load_seccomp(cfg["child_prog"]):
         os._exit(71)
     reply = {"status": "error", "output": None, "reason": ""}
@@ -252,7 +254,7 @@ def _no_shell(command):
 def main():
     cfg = json.loads(sys.argv[1])
     rfd, wfd = os.dup(0), os.dup(1)
-    null = os.open("/dev/null", os.O_RDWR)
+    cfg["null_fd"] = null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1):
         os.dup2(null, fd)
     os.environ.clear()
@@ -278,6 +280,7 @@ def main():
         cfg["out_fd"] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.unlink(path)
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    set_limits(worker_limits(cfg))
     gc.collect()
     gc.freeze()
     write_frame(wfd, {"ready": True, "seccomp": seccomp, "caps_dropped": caps, "uid": os.getuid()})

@@ -9,7 +9,14 @@ from reasoning.pg.advantages import (
     task_relative_advantages,
 )
 from reasoning.pg.loss import aggregate, clipped_surrogate, k3_kl, pg_loss
-from reasoning.pg.rollout import Batch, Rollout, collate, generate, response_logprobs
+from reasoning.pg.rollout import (
+    Batch,
+    Rollout,
+    collate,
+    forced_rollout,
+    generate,
+    response_logprobs,
+)
 from reasoning.pg.step import PGConfig, policy_step
 
 __all__ = [
@@ -21,6 +28,7 @@ __all__ = [
     "clipped_surrogate",
     "collate",
     "estimate",
+    "forced_rollout",
     "generate",
     "group_whiten",
     "grpo_advantages",

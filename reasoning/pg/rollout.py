@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from unimodal.backbone import Backbone
+from unimodal.backbone import Backbone, Prompt
 from unimodal.sampling import sample
 
 
@@ -113,3 +113,22 @@ def response_logprobs(
     token_lp = logp.gather(-1, input_ids[:, -t:, None]).squeeze(-1)  # (B, t)
     entropy = -(logp.exp() * logp).sum(-1) if with_entropy else None  # (B, t)
     return token_lp, entropy
+
+
+@torch.no_grad()
+def forced_rollout(
+    backbone: Backbone, prompt: str, response: str, head: str | None, temperature: float = 1.0
+) -> Rollout:
+    """A given response as a Rollout (EOS appended), with its log-probs under head `head`.
+
+    Trained with advantage 1, its clipped update is a supervised step (ratio 1, gradient of
+    log-likelihood): used for format warm starts and scripted tests.
+    """
+    tok = backbone.tokenizer
+    p_ids = torch.tensor(tok(prompt).input_ids)  # (P,)
+    eos = backbone.eos_token_ids[-1]
+    c_ids = torch.tensor(tok(response, add_special_tokens=False).input_ids + [eos])  # (T,)
+    ids = torch.cat([p_ids, c_ids])[None].to(backbone.device)  # (1, P+T)
+    with backbone.lora(head):
+        lp, _ = backbone.token_logprobs(Prompt(ids, torch.ones_like(ids), {}), temperature)
+    return Rollout(p_ids, c_ids, lp[0, -len(c_ids) :].float().cpu(), response, True)

@@ -61,7 +61,8 @@ def policy_step(
     n_tokens = float(sum(r.length for r in rollouts))
     normaliser = n_tokens if cfg.aggregation == "token-mean" else float(len(rollouts))
     autocast = accelerator.autocast if accelerator is not None else contextlib.nullcontext
-    chunks = [rollouts[s : s + cfg.micro_batch] for s in range(0, len(rollouts), cfg.micro_batch)]
+    by_len = sorted(rollouts, key=lambda r: r.prompt_ids.shape[0] + r.length)  # less padding
+    chunks = [by_len[s : s + cfg.micro_batch] for s in range(0, len(by_len), cfg.micro_batch)]
     totals: dict[str, float] = {}
     optimizer.zero_grad(set_to_none=True)
     backbone.set_lora(head)
@@ -113,6 +114,8 @@ def policy_step(
         with torch.no_grad():
             diff = (logp.detach() - batch.old_logprobs) * batch.response_mask
             totals["logp_diff"] = totals.get("logp_diff", 0.0) + float(diff.abs().sum()) / n_tokens
+            lp_sum = float((logp.detach() * batch.response_mask).sum())
+            totals["logp"] = totals.get("logp", 0.0) + lp_sum / n_tokens  # mean token log-prob
     if cfg.max_grad_norm > 0:
         clip = accelerator.clip_grad_norm_ if accelerator is not None else _clip
         totals["grad_norm"] = float(clip(params, cfg.max_grad_norm))

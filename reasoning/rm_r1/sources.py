@@ -34,7 +34,8 @@ class DataConfig:
     n_procedural: int = 2000
     max_operand: int = 20
     max_ops: int = 2
-    max_tokens: int = 4096  # longer SFT examples (prompt + trace) / RL prompts are dropped
+    max_tokens: int = 4096  # SFT examples (prompt + trace) longer than this are dropped
+    max_prompt_tokens: int = 4096  # RL judge prompts longer than this are dropped
 
 
 def procedural(cfg: DataConfig, n: int, seed: int) -> list[VerifiablePair]:
@@ -72,13 +73,13 @@ class SFTSource:
 def rl_pairs(
     cfg: DataConfig, backbone: Backbone, style: PromptStyle, seed: int
 ) -> list[PreferencePair]:
-    """Labelled pairs for RLVR (those whose rendered judge prompt fits `max_tokens`)."""
+    """Labelled pairs for RLVR (those whose rendered judge prompt fits `max_prompt_tokens`)."""
     if cfg.pairs:
         pairs = read_preference_file(cfg.pairs)
     else:
         pairs = [v.pair for v in procedural(cfg, cfg.n_procedural, seed)]
     texts = [backbone.render(judge_messages(p.prompt, p.chosen, p.rejected, style)) for p in pairs]
-    return [p for p, ok in zip(pairs, _fits(backbone, texts, cfg.max_tokens)) if ok]
+    return [p for p, ok in zip(pairs, _fits(backbone, texts, cfg.max_prompt_tokens)) if ok]
 
 
 def held_out_pairs(

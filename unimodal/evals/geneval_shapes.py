@@ -36,13 +36,17 @@ def evaluate_geneval_shapes(
     for s in range(0, len(items), batch_size):
         batch = items[s : s + batch_size]
         imgs = to_pil(
-            generator.generate([it.text for it in batch], steps=steps, guidance=guidance, seed=seed + s)
+            generator.generate(
+                [it.text for it in batch], steps=steps, guidance=guidance, seed=seed + s
+            )
         )
         for it, im in zip(batch, imgs):
             res = check(im, it.spec)
             results[it.category].append(int(res.ok))
             per_cat_images[it.category].append((im, f"{'OK' if res.ok else 'X'} {it.text}"))
-            rows.append({"prompt": it.text, "category": it.category, "ok": res.ok, "reason": res.reason})
+            rows.append(
+                {"prompt": it.text, "category": it.category, "ok": res.ok, "reason": res.reason}
+            )
     per_cat = {c: sum(v) / len(v) for c, v in results.items() if v}
     report = {
         "suite": "geneval-shapes",

@@ -39,7 +39,13 @@ def evaluate_vqa(
             got = normalise(backbone.tokenizer.decode(ids, skip_special_tokens=True))
             hits[e.qtype].append(int(got == normalise(e.answer)))
             if len(samples) < 8:
-                samples.append({"question": e.messages[0]["content"][1]["text"], "answer": e.answer, "got": got})
+                samples.append(
+                    {
+                        "question": e.messages[0]["content"][1]["text"],
+                        "answer": e.answer,
+                        "got": got,
+                    }
+                )
     per_type = {
         q: {"accuracy": sum(v) / len(v), "n": len(v), "chance": chance_level(q)}
         for q, v in sorted(hits.items())
@@ -57,5 +63,7 @@ def vqa_table(report: dict) -> str:
     rows = [f"{'question type':<14} {'n':>5} {'accuracy':>9} {'chance':>7}"]
     for q, r in report["per_type"].items():
         rows.append(f"{q:<14} {r['n']:>5} {r['accuracy']:>9.3f} {r['chance']:>7.3f}")
-    rows.append(f"{'overall':<14} {sum(r['n'] for r in report['per_type'].values()):>5} {report['overall']:>9.3f}")
+    rows.append(
+        f"{'overall':<14} {sum(r['n'] for r in report['per_type'].values()):>5} {report['overall']:>9.3f}"
+    )
     return "\n".join(rows)

@@ -1,0 +1,67 @@
+"""Format warm start: teach a weak backbone the response format from the seed buffers.
+
+Not in Absolute Zero, whose base models (Qwen2.5-7B and up) already follow the
+`<think>`/`<answer>` format. A model trained from scratch at stage 0 almost never does, so every
+reward in a group is the same format penalty, every task-relative advantage is 0, and self-play
+never starts. This builds well-formed responses from tasks already in the buffers (the gold
+answer for each solver role, the task itself for each proposer role) and trains them with
+advantage 1 through the same clipped update (ratio 1: a log-likelihood step). Off by default.
+"""
+
+from __future__ import annotations
+
+import random
+
+from reasoning.azr.prompts import block, proposer_prompt, solver_prompt
+from reasoning.azr.tasks import KINDS, Task, TaskBuffers
+from reasoning.pg.rollout import Rollout, forced_rollout
+from unimodal.backbone import Backbone
+
+THINK = "<think> Let me trace what f does step by step. </think>\n"
+
+
+def _answer(*blocks: str) -> str:
+    return THINK + "<answer>\n" + "\n".join(blocks) + "\n</answer>"
+
+
+def warmstart_pairs(
+    buffers: TaskBuffers, n: int, rng: random.Random, references: int, n_inputs: int, n_visible: int
+) -> list[tuple[str, str]]:
+    """`n` (user turn, well-formed response) pairs spread over the six (type, role) groups."""
+    pairs: list[tuple[str, str]] = []
+    for i in range(n):
+        kind = KINDS[i % 3]
+        pool = [
+            t for t in buffers.buffers[kind] if kind != "induction" or len(t.inputs) >= n_inputs
+        ]
+        if not pool:
+            continue
+        t: Task = rng.choice(pool)
+        if (i // 3) % 2 == 0:  # solver role
+            gold = {"deduction": ("output", t.output), "abduction": ("input", t.input)}
+            lang, body = gold.get(kind, ("python", t.program))
+            pairs.append((solver_prompt(t, n_visible), _answer(block(lang, body))))
+        elif kind == "induction":
+            blocks = [block("input", x) for x in t.inputs[:n_inputs]] + [
+                block("message", t.message)
+            ]
+            pairs.append((proposer_prompt(kind, [], t, n_inputs), _answer(*blocks)))
+        else:
+            refs = [r for r in buffers.references(kind, references + 1, rng) if r is not t]
+            text = proposer_prompt(kind, refs[:references], None, n_inputs)
+            pairs.append((text, _answer(block("python", t.program), block("input", t.input))))
+    return pairs
+
+
+def warmstart_rollouts(
+    bb: Backbone, pairs: list[tuple[str, str]], head: str, temperature: float = 1.0
+) -> list[Rollout]:
+    """Teacher-forced rollouts of the pairs with advantage 1 (log-probs under `head`)."""
+    out = []
+    for user, response in pairs:
+        roll = forced_rollout(
+            bb, bb.render([{"role": "user", "content": user}]), response, head, temperature
+        )
+        roll.key, roll.reward, roll.advantage = "warmstart", 1.0, 1.0
+        out.append(roll)
+    return out

@@ -1,0 +1,74 @@
+"""The single front door to evaluation suites; writes a JSON report and prints a table.
+
+python tools/eval.py --suite vqa --model runs/mllm_tiny/final
+python tools/eval.py --suite geneval-shapes --model runs/gen_tiny/final [--n 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def run_vqa(args: argparse.Namespace) -> tuple[dict, str]:
+    from unimodal.evals.vqa import evaluate_vqa, vqa_table
+    from unimodal.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(args.model)
+    report = evaluate_vqa(pipe.backbone, args.n or 200, args.image_size, args.batch_size)
+    return report, vqa_table(report)
+
+
+def run_geneval_shapes(args: argparse.Namespace) -> tuple[dict, str]:
+    from unimodal.evals.geneval_shapes import evaluate_geneval_shapes, geneval_table
+    from unimodal.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(args.model)
+    if pipe.generator is None:
+        raise SystemExit(
+            f"error: {args.model} has no generator (train one with tools/train_gen.py)"
+        )
+    out = Path(args.out).with_suffix("") if args.out else Path(args.model) / "geneval_shapes"
+    report = evaluate_geneval_shapes(
+        pipe.generator, out, args.n or 16, args.seed, args.batch_size, args.steps, args.guidance
+    )
+    return report, geneval_table(report)
+
+
+SUITES: dict[str, Callable[[argparse.Namespace], tuple[dict, str]]] = {
+    "vqa": run_vqa,
+    "geneval-shapes": run_geneval_shapes,
+}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--suite", required=True, choices=sorted(SUITES))
+    ap.add_argument("--model", required=True, help="a folder written by a training tool")
+    ap.add_argument("--data", default=None, help="data file or folder for suites that read one")
+    ap.add_argument("--n", type=int, default=0, help="number of items (0: the suite's default)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--guidance", type=float, default=None)
+    ap.add_argument("--out", default=None, help="JSON report path (default: MODEL/eval_SUITE.json)")
+    args = ap.parse_args(argv)
+    if not Path(args.model).is_dir():
+        ap.error(f"--model: folder not found: {args.model}")
+    report, table = SUITES[args.suite](args)
+    out = Path(args.out) if args.out else Path(args.model) / f"eval_{args.suite}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(table)
+    print(f"report: {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
