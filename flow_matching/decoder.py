@@ -48,6 +48,7 @@ class DecoderConfig:
     type: str = "sana"  # 'sana' | 'sd3'
     pretrained: str | None = None  # local diffusers folder (model or pipeline with transformer/)
     in_channels: int = 4  # latent channels (= out channels)
+    ref_channels: int = 0  # extra input channels for reference latents (editing), concatenated
     sample_size: int = 32  # latent side the model is built for (positional tables)
     patch_size: int = 2
     num_layers: int = 2
@@ -84,6 +85,13 @@ class DecoderConfig:
         for name in _POSITIVE_FIELDS:
             if getattr(self, name) < 1:
                 raise ValueError(f"decoder.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.ref_channels < 0:
+            raise ValueError(f"decoder.ref_channels: must be >= 0, got {self.ref_channels}")
+        if self.pretrained is not None and self.ref_channels:
+            raise ValueError(
+                "decoder.ref_channels: reference channels need a decoder built from config "
+                "(a pretrained patch embedding has a fixed input width)"
+            )
         if self.pretrained is None and self.sample_size % self.patch_size:
             raise ValueError(
                 f"decoder.patch_size: {self.patch_size} does not divide "
@@ -102,7 +110,7 @@ class DecoderConfig:
         """Constructor arguments of the diffusers class for a from-scratch model."""
         inner = self.num_attention_heads * self.attention_head_dim
         common = dict(
-            in_channels=self.in_channels,
+            in_channels=self.in_channels + self.ref_channels,
             out_channels=self.in_channels,
             num_attention_heads=self.num_attention_heads,
             attention_head_dim=self.attention_head_dim,
@@ -140,7 +148,8 @@ class Decoder(nn.Module):
         self.transformer = transformer
         self.type = "sana" if isinstance(transformer, SanaTransformer2DModel) else "sd3"
         c = transformer.config
-        self.in_channels: int = c.in_channels
+        self.in_channels: int = c.out_channels or c.in_channels  # latent channels predicted
+        self.ref_channels: int = c.in_channels - self.in_channels  # reference channels taken
         self.patch_size: int = c.patch_size
         self.hidden_dim: int = c.num_attention_heads * c.attention_head_dim
         if self.type == "sana":
@@ -197,13 +206,21 @@ class Decoder(nn.Module):
         sigma: torch.Tensor,
         cond: torch.Tensor,
         cond_mask: torch.Tensor | None = None,
+        ref: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Velocity ``(B, C, H, W)`` at noise level ``sigma`` (B,) given ``cond`` (B, L, Dc).
 
-        ``cond_mask`` (B, L): 1 / True for valid condition tokens. Returns ``(velocity, hidden)``
-        with ``hidden`` (B, N, Dh) after ``align_block``, or None when ``align_block`` is None.
+        ``cond_mask`` (B, L): 1 / True for valid condition tokens. ``ref`` (B, R, H, W): reference
+        latents concatenated on channels (models built with ``ref_channels``; zeros when None).
+        Returns ``(velocity, hidden)`` with ``hidden`` (B, N, Dh) after ``align_block``, or None.
         """
         b = x_t.shape[0]
+        if self.ref_channels:
+            if ref is None:
+                ref = x_t.new_zeros(b, self.ref_channels, *x_t.shape[2:])
+            x_t = torch.cat([x_t, ref.to(x_t.dtype)], 1)  # (B, C + R, H, W)
+        elif ref is not None:
+            raise ValueError("decoder: reference latents given, but decoder.ref_channels = 0")
         timestep = (sigma.float() * self.timestep_scale).reshape(-1).expand(b)  # (B,)
         captured: list[torch.Tensor] = []
         handle = None

@@ -102,6 +102,9 @@ def test_train_azr_smoke_scripted_then_random_resume(
     ckpt = checkpoint.latest(out)
     lora = checkpoint.load_weights(ckpt, "lora")
     assert any("lora_B" in k and v.abs().max() > 0 for k, v in lora.items())  # B starts at zero
+    again = load(tiny_backbone_dir)
+    head = T.load_head(again, out)
+    assert all(torch.equal(v, again.lora_state_dict(head)[k]) for k, v in lora.items())
     state = checkpoint.load_train_state(ckpt)
     assert state["step"] == 2 and json.loads(state["buffers"]["deduction"])[-1]["step"] == 1
 

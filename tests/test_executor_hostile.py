@@ -170,6 +170,13 @@ def test_scratch_is_private_and_wiped(ex_raw):
     assert [ex_raw.run(read).output for _ in range(3)] == ["[]"] * 3
 
 
+def test_scratch_that_cannot_be_emptied_retires_its_worker(ex_raw):
+    deep = "import os\ndef f():\n    for _ in range(2100):\n        os.mkdir('d')\n        os.chdir('d')\n    return 1"
+    read = "import os\ndef f():\n    return sorted(os.listdir('.'))"
+    results = ex_raw.run_many([(deep, ""), (deep, ""), (read, ""), (read, ""), (read, "")])
+    assert [r.output for r in results] == ["1", "1", "[]", "[]", "[]"]
+
+
 def test_forged_result_markers_are_ignored(ex_raw):
     code = (
         "import sys, os, struct, json\n"

@@ -86,11 +86,14 @@ def test_multi_turn_prompt_is_two_transcripts():
 
 
 def test_ab_positions_balanced_and_labels_right():
+    for n in (6, 7):  # even and odd pool sizes (epoch boundaries)
+        stream = PairStream([PreferencePair(f"q{i}", "c", "r") for i in range(n)], seed=1)
+        labels = [stream[i].label for i in range(10 * n)]
+        for start in range(0, 10 * n, 2):  # every aligned window of 2 is one A, one B
+            assert {labels[start], labels[start + 1]} == {"A", "B"}
     pairs = [PreferencePair(f"q{i}", f"good{i}", f"bad{i}") for i in range(7)]
     stream = PairStream(pairs, seed=3)
     items = [stream[i] for i in range(70)]
-    for start in range(0, 70, 2):  # every aligned window of 2 is one A, one B
-        assert {items[start].label, items[start + 1].label} == {"A", "B"}
     for it in items:
         good = it.answer_a if it.label == "A" else it.answer_b
         assert good == it.pair.chosen

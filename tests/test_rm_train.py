@@ -11,13 +11,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from reasoning.rm_r1.data import place
+from reasoning.rm_r1.data import place, write_pairs
 from reasoning.rm_r1.distill import trace_batch
 from reasoning.rm_r1.judge import HeadSpec, judge, judge_many, load_head, save_head
 from reasoning.rm_r1.procedural import make_pairs, trace_example
 from reasoning.rm_r1.verdict import parse_verdict
 from unimodal.backbone import Backbone
 from unimodal.config import load_config
+from unimodal.evals.rm_suites import evaluate_pairs, evaluate_rm_bench, rm_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,6 +140,20 @@ def test_sft_then_rl_smoke(tiny_backbone_dir, tmp_path):
     tool.main(resumed, Backbone.from_pretrained(tiny_backbone_dir))
     rows = [json.loads(x) for x in (rl_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
+
+
+def test_rm_suites_end_to_end(tiny_backbone_dir, shared_data, tmp_path):
+    bb = Backbone.from_pretrained(tiny_backbone_dir).freeze()
+    data = shared_data / "rm-bench"
+    r = evaluate_rm_bench(bb, data, None, "distilled", ["chat"], 1, max_new_tokens=3, batch_size=6)
+    chat = r["per_domain"]["chat"]
+    assert chat["n"] == 9 and len(chat["matrix"]) == 3 and len(chat["matrix"][0]) == 3
+    assert chat["format_fail"] == 1.0 and chat["accuracy"] == 0.0  # 3 tokens cannot hold a verdict
+    assert "hard" in rm_table(r) and r["overall"]["normal"] == chat["normal"]
+    write_pairs(tmp_path / "p.jsonl", [v.pair for v in make_pairs(3, 0, ["arithmetic"])])
+    p = evaluate_pairs(bb, tmp_path / "p.jsonl", head=None, max_new_tokens=3)
+    assert p["overall"]["n"] == 3 and set(p["per_domain"]) == {"arithmetic"}
+    assert len(p["samples"]) == 3 and "overall" in rm_table(p)
 
 
 def test_config_rejects_unknown_stage():

@@ -38,6 +38,26 @@ def _baseline(code: str, inputs: str, flags: list[str]) -> bool:
     return out.returncode == 0
 
 
+def _tree_cpu_s(pids: list[int]) -> float:
+    """CPU seconds used so far by processes `pids` and their descendants (Linux /proc)."""
+    total, todo = 0, list(pids)
+    while todo:
+        pid = todo.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+            for task in os.listdir(f"/proc/{pid}/task"):
+                todo += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
+        except (OSError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s() -> float:
+    usage = os.times()
+    return usage.user + usage.system
+
+
 def bench_executor(args: argparse.Namespace) -> dict[str, Any]:
     """Throughput of `run_many` / `validate_many` on tiny programs vs subprocess-per-program."""
     from reasoning.executor import Executor
@@ -45,9 +65,11 @@ def bench_executor(args: argparse.Namespace) -> dict[str, Any]:
     jobs = [(TINY, str(i)) for i in range(args.n)]
     with Executor(workers=args.workers, timeout=1.0, static_checks=True) as ex:
         ex.run_many(jobs[: 4 * args.workers])  # warm up
-        started = time.perf_counter()
+        pids = [w.proc.pid for w in ex._pool.live_workers()]
+        cpu0, host0, started = _tree_cpu_s(pids), _cpu_s(), time.perf_counter()
         runs = ex.run_many(jobs)
         run_s = time.perf_counter() - started
+        cpu1, host1 = _tree_cpu_s(pids), _cpu_s()
         n_val = max(1, args.n // 2)
         started = time.perf_counter()
         validated = ex.validate_many(jobs[:n_val])
@@ -73,6 +95,9 @@ def bench_executor(args: argparse.Namespace) -> dict[str, Any]:
         "programs": args.n,
         "programs_ok": ok,
         "programs_per_s": programs_per_s,
+        # CPU per program (trainer side + sandbox side): throughput an idle machine allows
+        "cpu_ms_per_program": 1e3 * (cpu1 - cpu0 + host1 - host0) / args.n,
+        "load_average_1m": os.getloadavg()[0],
         "validated": n_val,
         "validated_ok": ok_val,
         "validated_per_s": validated_per_s,
@@ -88,6 +113,8 @@ def table_executor(report: dict[str, Any]) -> str:
     rows = [
         ("executor run_many", f"{report['programs_per_s']:.0f} programs/s"),
         ("executor validate_many", f"{report['validated_per_s']:.0f} tasks/s"),
+        ("cpu per program", f"{report['cpu_ms_per_program']:.2f} ms"),
+        ("load average (other work)", f"{report['load_average_1m']:.1f}"),
         *((f"baseline {k}", f"{v['per_s']:.0f} programs/s") for k, v in report["baseline"].items()),
         ("speedup vs python -c", f"{report['speedup_vs_python_c']:.1f}x"),
         ("all protections on", str(all(report["protections"].values()))),

@@ -40,9 +40,26 @@ def run_geneval_shapes(args: argparse.Namespace) -> tuple[dict, str]:
     return report, geneval_table(report)
 
 
+def run_edit(args: argparse.Namespace) -> tuple[dict, str]:
+    from unimodal.evals.edit import edit_table, evaluate_edit
+    from unimodal.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(args.model)
+    if pipe.generator is None or not pipe.generator.cfg.edit:
+        raise SystemExit(
+            f"error: {args.model} is not an editing model (train with gen.edit = true)"
+        )
+    out = Path(args.model) / "edit"
+    report = evaluate_edit(
+        pipe.generator, out, args.n or 100, args.batch_size, args.steps, args.guidance
+    )
+    return report, edit_table(report)
+
+
 SUITES: dict[str, Callable[[argparse.Namespace], tuple[dict, str]]] = {
     "vqa": run_vqa,
     "geneval-shapes": run_geneval_shapes,
+    "edit": run_edit,
 }
 
 

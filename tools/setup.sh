@@ -4,7 +4,7 @@
 # Usage: bash tools/setup.sh            (idempotent; re-running only installs what is missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PACKAGES=(bubblewrap)
+APT_PACKAGES=(bubblewrap chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

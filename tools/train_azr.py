@@ -113,6 +113,23 @@ class AZRTrainConfig:
 CONFIG = AZRTrainConfig
 
 
+def load_head(backbone: Backbone, run_or_ckpt: str | Path) -> str:
+    """Attach the trained AZR head of a run folder (newest checkpoint) or checkpoint; its name.
+
+    For evaluation: `with backbone.lora(load_head(bb, "runs/azr_small")): evaluate_cruxeval(...)`.
+    """
+    ckpt = Path(run_or_ckpt)
+    if not (ckpt / "state.json").is_file():
+        ckpt = checkpoint.latest(ckpt)
+        if ckpt is None:
+            raise FileNotFoundError(f"no AZR checkpoint under {run_or_ckpt}")
+    cfg = load_config(AZRTrainConfig, ["--config", str(ckpt / "config.toml")])
+    m, head = cfg.model, cfg.azr.head
+    backbone.add_lora(head, m.lora_r, m.lora_alpha, m.lora_dropout, tuple(m.target_modules))
+    backbone.load_lora_state_dict(head, checkpoint.load_weights(ckpt, "lora"))
+    return head
+
+
 def _initial_buffers(cfg: AZRTrainConfig, ex: Executor) -> TaskBuffers:
     """The identity seed plus validated rows of the seed files (canonical output reprs)."""
     seeds = seed_tasks(cfg.azr.n_inputs)

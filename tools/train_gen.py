@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from unimodal import checkpoint  # noqa: E402
 from unimodal.backbone import Backbone  # noqa: E402
 from unimodal.config import load_config, to_toml  # noqa: E402
+from unimodal.evals.edit import edit_table, evaluate_edit  # noqa: E402
 from unimodal.evals.geneval_shapes import evaluate_geneval_shapes, geneval_table  # noqa: E402
-from unimodal.gendata import GenData, GenDataConfig  # noqa: E402
+from unimodal.gendata import GenData, GenDataConfig, batch_inputs  # noqa: E402
 from unimodal.generator import Generator, GenModelConfig  # noqa: E402
 from unimodal.grid import save_grid, to_pil  # noqa: E402
 from unimodal.runtime import (  # noqa: E402
@@ -62,8 +63,9 @@ class SampleConfig:
 
 @dataclass
 class GenEvalConfig:
-    n_per_category: int = 16
+    n_per_category: int = 16  # GenEval-shapes prompts per category (0: skip)
     batch_size: int = 48
+    edit_n: int = 100  # editing runs: held-out edit pairs to score (0: skip)
 
 
 @dataclass
@@ -140,13 +142,14 @@ def main(cfg: GenTrainConfig) -> dict:
     while step < tc.end_step:
         for _ in range(tc.grad_accum):
             start = position + acc.process_index * tc.batch_size
-            texts, pixels = zip(*(data[start + i] for i in range(tc.batch_size)))
+            samples = [data[start + i] for i in range(tc.batch_size)]
             position += tc.batch_size * acc.num_processes
             torch_gen.manual_seed(tc.seed * 1_000_003 + start)
-            prompt = gen.encode_prompts(list(texts)).to(acc.device)
-            pixels = torch.stack(pixels).to(acc.device)
+            prompt, pixels, ref = batch_inputs(gen, samples)
+            prompt, pixels = prompt.to(acc.device), pixels.to(acc.device)
+            ref = ref.to(acc.device) if ref is not None else None
             with acc.accumulate(model), acc.autocast():
-                losses = model(prompt, pixels, torch_gen)
+                losses = model(prompt, pixels, torch_gen, ref)
                 acc.backward(losses["loss"])
                 if acc.sync_gradients and tc.clip_grad > 0:
                     acc.clip_grad_norm_(params, tc.clip_grad)
@@ -189,6 +192,11 @@ def main(cfg: GenTrainConfig) -> dict:
                 cfg.eval.batch_size,
             )
             print("GenEval-shapes (checker-scored)\n" + geneval_table(report), flush=True)
+        if cfg.gen.edit and cfg.eval.edit_n > 0:
+            gen.eval()
+            edit = evaluate_edit(gen, out_dir / "edit", cfg.eval.edit_n, cfg.eval.batch_size)
+            print("Editing (checker-scored)\n" + edit_table(edit), flush=True)
+            report["edit"] = edit
     acc.end_training()
     return report
 

@@ -118,7 +118,7 @@ def plot_rewards(metrics: Path, out: Path) -> None:
             rows[r["step"]] = r  # a resumed run's repeats keep the newest row
     steps = sorted(rows)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key in ("reward", "accuracy"):
+    for key in ("reward", "accuracy", "format_fail"):
         ax.plot(steps, [rows[s][key] for s in steps], label=key)
     ax.set_xlabel("RL step")
     ax.set_title("RM-R1 judge: verdict reward (+1 / -1) over GRPO steps")

@@ -8,13 +8,16 @@ from them. Alignment ties the decoder's block-k hidden states at each scale to t
 query states of that scale (or to an external encoder's patch features), resampled to the
 decoder's token grid. CFG: the condition is dropped to a learned null with probability p.
 
-Left out on purpose: editing inputs (source image as reference latents), which live in the
-editing issue, and any device placement or logging (the training loop does that).
+Editing (`edit = true`): the source image enters twice, as vision tokens in the backbone
+context before the instruction and the queries, and as reference latents concatenated to the
+decoder's input channels; dual CFG drops the text condition and the reference independently.
+
+Left out on purpose: device placement and logging (the training loop does that).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +33,9 @@ from flow_matching import (
     add_noise,
     build_decoder,
     build_vae,
+    cfg_weights,
     drop_condition,
+    dual_guidance_weights,
     flow_matching_loss,
     sample_sigmas,
 )
@@ -70,6 +75,9 @@ class GenModelConfig:
     align_target: str = "backbone"  # backbone | encoder
     projector_dim: int = 256
     prompt_prefix: str = ""  # text put before every prompt, e.g. "Generate an image: "
+    edit: bool = False  # editing: source image as vision tokens (+ reference latents)
+    edit_reference: bool = True  # editing: also feed the source as reference latents
+    image_dropout: float = 0.1  # editing: reference dropped (zeros) with this probability
 
     def __post_init__(self) -> None:
         scales = self.queries.scales
@@ -85,8 +93,9 @@ class GenModelConfig:
             raise ValueError(
                 f"gen.align_target: unknown '{self.align_target}' (backbone | encoder)"
             )
-        if not 0 <= self.cfg_dropout <= 1:
-            raise ValueError(f"gen.cfg_dropout: must be in [0, 1], got {self.cfg_dropout}")
+        for name in ("cfg_dropout", "image_dropout"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"gen.{name}: must be in [0, 1], got {getattr(self, name)}")
 
 
 def check_grids(cfg: GenModelConfig, decoder: Decoder, downsample: int) -> list[int]:
@@ -117,9 +126,12 @@ class Generator(nn.Module):
         self.cfg = cfg
         self.backbone = backbone.freeze()
         self.vae = build_vae(cfg.vae)
-        if hasattr(self.vae, "requires_grad_"):
-            self.vae.requires_grad_(False)
-        self.decoder = build_decoder(cfg.decoder)
+        self.vae.requires_grad_(False)
+        dec_cfg = cfg.decoder
+        if cfg.edit and cfg.edit_reference:  # reference latents enter as extra input channels
+            dec_cfg = replace(dec_cfg, ref_channels=self.vae.latent_channels)
+        self.decoder = build_decoder(dec_cfg)
+        self.uses_reference = self.decoder.ref_channels > 0
         self.grids = check_grids(cfg, self.decoder, self.vae.downsample)
         width = backbone.hidden_size
         self.queries = MultiScaleQueries(cfg.queries, width)
@@ -162,9 +174,20 @@ class Generator(nn.Module):
 
     # ------------------------------------------------------------------ training
     def forward(
-        self, prompt: Prompt, pixels: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        prompt: Prompt,
+        pixels: torch.Tensor,
+        generator: torch.Generator | None = None,
+        ref: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Losses for one batch; `pixels` (B, 3, H, W) in [-1, 1] at the largest resolution."""
+        """Losses for one batch; `pixels` (B, 3, H, W) in [-1, 1] at the largest resolution.
+
+        `ref` (B, 3, H, W): editing sources (zeros for text-to-image rows); used as reference
+        latents when the model has them, dropped to zeros with probability `image_dropout`.
+        """
+        if ref is not None and self.uses_reference:
+            keep = torch.rand(ref.shape[0], generator=generator, device=ref.device)
+            ref = ref * (keep >= self.cfg.image_dropout).to(ref.dtype)[:, None, None, None]
         states = self.query_states(prompt)
         conds = self.conditions(states)
         out: dict[str, torch.Tensor] = {}
@@ -185,7 +208,8 @@ class Generator(nn.Module):
             sigma = sample_sigmas(self.cfg.flow, b, generator, x0.device)  # (B,)
             noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
             x_t = add_noise(x0, noise, sigma)
-            v, hidden = self.decoder(x_t, sigma, cond)
+            ref_k = self.reference_latents(ref, res)
+            v, hidden = self.decoder(x_t, sigma, cond, ref=ref_k)
             fm = flow_matching_loss(v, x0, noise, sigma, self.cfg.flow)
             s = self.cfg.queries.scales[k]
             out[f"fm_{s}"] = fm.detach()
@@ -197,6 +221,14 @@ class Generator(nn.Module):
                 total = total + self.cfg.align_weight * al
         out["loss"] = total
         return out
+
+    @torch.no_grad()
+    def reference_latents(self, ref: torch.Tensor | None, res: int) -> torch.Tensor | None:
+        """Source pixels (B, 3, H, W) -> latents at resolution `res`, or None without reference."""
+        if ref is None or not self.uses_reference:
+            return None
+        img = ref if ref.shape[-1] == res else F.interpolate(ref, size=(res, res), mode="area")
+        return self.vae.encode(img)
 
     def align_target(self, states: torch.Tensor, img: torch.Tensor, grid: int) -> torch.Tensor:
         if self.cfg.align_target == "encoder":
@@ -217,26 +249,41 @@ class Generator(nn.Module):
         scale_index: int = -1,
         method: str | None = None,
         images: list[list] | None = None,
+        ref: torch.Tensor | None = None,
+        image_guidance: float | None = None,
     ) -> torch.Tensor:
-        """Images (B, 3, H, W) in [-1, 1] for `texts` at the chosen scale's resolution."""
+        """Images (B, 3, H, W) in [-1, 1] for `texts` at the chosen scale's resolution.
+
+        Editing: `images` puts each row's source image in the backbone context and `ref`
+        (B, 3, H, W) gives it as reference latents; with both, dual guidance combines the
+        branches (null, no ref), (null, ref) and (cond, ref) with image and text scales.
+        """
         sc = self.cfg.sampler
         steps = steps or sc.steps
         guidance = sc.guidance if guidance is None else guidance
+        image_guidance = sc.image_guidance if image_guidance is None else image_guidance
         k = scale_index % len(self.cfg.queries.scales)
         device = self.backbone.device
         prompt = self.encode_prompts(texts, images).to(device)
         cond = self.conditions(self.query_states(prompt))[k]  # (B, L, Dc)
         b = cond.shape[0]
         null = self.nulls[k](b).to(cond.dtype)
-        stacked = torch.cat([null, cond], 0) if guidance != 1.0 else cond
-        weights = (1.0 - guidance, guidance) if guidance != 1.0 else (1.0,)
         res = self.cfg.resolutions[k]
+        ref_k = self.reference_latents(ref.to(device) if ref is not None else None, res)
+        if ref_k is not None:
+            stacked = torch.cat([null, null, cond], 0)
+            refs = torch.cat([torch.zeros_like(ref_k), ref_k, ref_k], 0)
+            weights = dual_guidance_weights(image_guidance, guidance)
+        elif guidance != 1.0:
+            stacked, refs, weights = torch.cat([null, cond], 0), None, cfg_weights(guidance)
+        else:
+            stacked, refs, weights = cond, None, (1.0,)
         latent = res // self.vae.downsample
         shape = (b, self.decoder.in_channels, latent, latent)
         gen = torch.Generator(device=device).manual_seed(seed)
 
         def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            return self.decoder(x, sigma, stacked)[0]
+            return self.decoder(x, sigma, stacked, ref=refs)[0]
 
         x0 = ode_sample(
             velocity,

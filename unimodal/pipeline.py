@@ -5,13 +5,15 @@
 and `dir/generator.safetensors` (the trained weights, EMA when training kept one). A folder that
 holds only a backbone (e.g. `runs/mllm_tiny/final`) gives a chat-only pipeline.
 
-Left out here: editing and multi-turn sessions (see the editing issue).
+`pipe.session()` keeps a multi-turn conversation with its images: "now make the circle blue"
+after "draw a red circle" edits the last image, and chat questions see every earlier image.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,6 +21,7 @@ from PIL import Image
 
 from unimodal.backbone import Backbone, Message, check_model_dir
 from unimodal.config import from_dict, read_toml
+from unimodal.gendata import to_tensor
 from unimodal.generator import Generator, GenModelConfig
 from unimodal.grid import to_pil
 
@@ -84,3 +87,88 @@ class Pipeline:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         prompts = [p for p in prompts for _ in range(num_images)]
         return to_pil(self.generator.generate(prompts, steps=steps, guidance=guidance, seed=seed))
+
+    def edit(
+        self,
+        image: Image.Image,
+        instruction: str,
+        *,
+        text_guidance: float | None = None,
+        image_guidance: float | None = None,
+        steps: int | None = None,
+        seed: int = 0,
+        num_images: int = 1,
+    ) -> list[Image.Image]:
+        """Edit `image` by `instruction`; the output has the model's trained resolution."""
+        gen = self.generator
+        if gen is None or not gen.cfg.edit:
+            raise ValueError("this model cannot edit (train it with gen.edit = true)")
+        if not instruction.strip():
+            raise ValueError("edit instruction is empty")
+        size = gen.cfg.resolutions[-1]
+        src = image.convert("RGB").resize((size, size), Image.BICUBIC)
+        ref = to_tensor(src)[None].repeat(num_images, 1, 1, 1)
+        out = gen.generate(
+            [instruction] * num_images,
+            images=[[src]] * num_images,
+            ref=ref,
+            steps=steps,
+            guidance=text_guidance,
+            image_guidance=image_guidance,
+            seed=seed,
+        )
+        return to_pil(out)
+
+    def session(self) -> Session:
+        """A multi-turn session that remembers the conversation and its images."""
+        return Session(self)
+
+
+@dataclass
+class Turn:
+    role: str  # user | assistant
+    text: str
+    images: list[Image.Image] = field(default_factory=list)
+
+
+class Session:
+    """Conversation + image history on top of a Pipeline (chat, generate, edit)."""
+
+    def __init__(self, pipe: Pipeline):
+        self.pipe = pipe
+        self.history: list[Turn] = []
+
+    @property
+    def images(self) -> list[Image.Image]:
+        return [im for t in self.history for im in t.images]
+
+    def _messages(self) -> list[Message]:
+        msgs = []
+        for t in self.history:
+            content = [{"type": "image"} for _ in t.images] + [{"type": "text", "text": t.text}]
+            msgs.append({"role": t.role, "content": content})
+        return msgs
+
+    def chat(self, text: str, images: list[Image.Image] | None = None, **kw) -> str:
+        """Ask about anything in the conversation so far, earlier images included."""
+        self.history.append(Turn("user", text, list(images or [])))
+        answer = self.pipe.chat(self._messages(), self.images, **kw)
+        self.history.append(Turn("assistant", answer))
+        return answer
+
+    def generate(self, prompt: str, **kw) -> Image.Image:
+        image = self.pipe.generate(prompt, **kw)[0]
+        self.history += [Turn("user", prompt), Turn("assistant", "", [image])]
+        return image
+
+    def edit(self, instruction: str, image: Image.Image | None = None, **kw) -> Image.Image:
+        """Edit `image`, or the last image of the conversation when none is given."""
+        source = image or (self.images[-1] if self.images else None)
+        if source is None:
+            raise ValueError("nothing to edit: no image in this session yet")
+        out = self.pipe.edit(source, instruction, **kw)[0]
+        self.history += [
+            Turn("user", instruction, [image] if image else []),
+            Turn("assistant", "", [out]),
+        ]
+        return out

@@ -164,6 +164,8 @@ class WorkerPool:
                 if inflight:
                     inflight[0].start = time.monotonic()
                 job.future.set_result((reply, worker.ident))
+                if reply.get("retire"):  # its scratch could not be emptied, or it failed
+                    worker = self._replace(slot, worker, inflight)
             except WorkerError as exc:
                 worker = self._recover(slot, worker, inflight, exc)
         with self._cond:
@@ -172,28 +174,35 @@ class WorkerPool:
             worker.kill()
         self._fail(inflight)
 
-    def _recover(
-        self, slot: int, worker: Worker, inflight: collections.deque[_Job], exc: WorkerError
+    def _replace(
+        self, slot: int, worker: Worker, inflight: collections.deque[_Job]
     ) -> Worker | None:
+        """Kill `worker`, put its unstarted jobs back at the front of the queue, start another."""
         worker.kill()
-        job = inflight.popleft()
-        status = "timeout" if "in time" in str(exc) else "error"
-        reply = {"status": status, "output": None, "reason": f"{exc}; worker restarted",
-                 "duration": time.monotonic() - job.start}  # fmt: skip
         with self._cond:
             self._workers.pop(slot, None)
             closed = self._closed
-            if not closed:  # the rest never started: back to the front of the queue
+            if not closed:
                 self._queue.extendleft(reversed(inflight))
                 inflight.clear()
                 self._cond.notify_all()
         if closed:
-            inflight.appendleft(job)
             self._fail(inflight)
             inflight.clear()
             return None
-        job.future.set_result((reply, worker.ident))
         return self._spawn(slot)
+
+    def _recover(
+        self, slot: int, worker: Worker, inflight: collections.deque[_Job], exc: WorkerError
+    ) -> Worker | None:
+        """The worker broke on `inflight[0]`: that job gets timeout/error, the rest a new worker."""
+        job = inflight.popleft()
+        status = "timeout" if "in time" in str(exc) else "error"
+        reply = {"status": status, "output": None, "reason": f"{exc}; worker restarted",
+                 "duration": time.monotonic() - job.start}  # fmt: skip
+        worker.kill()
+        job.future.set_result((reply, worker.ident))
+        return self._replace(slot, worker, inflight)
 
     def _break(self, reason: str) -> None:
         """No worker can start: fail everything instead of hanging (caller holds the lock)."""

@@ -6,11 +6,13 @@ leave on fd 1, each a 4-byte big-endian length followed by UTF-8 JSON. Programs 
 fds: each child gets /dev/null as stdin, a size-capped file in the scratch dir as stdout/stderr
 (nobody parses it, so forged markers there mean nothing) and its own result pipe.
 
-Per program the child, before touching the code: dies with the worker (PDEATHSIG), caps address
-space, CPU seconds, file size (which also caps stdout), open files and processes, loads the
-program seccomp filter, then runs the module and `f(<inputs>)`, and writes {status, output,
-reason} to the result pipe. The worker SIGKILLs it at the wall-clock deadline, turns signals and
-missing or malformed results into statuses, and empties the scratch dir for the next program.
+Per program the worker compiles the code (compiling never runs it; doing it before the fork
+spares each child the page faults of the compiler), then forks. The child, inheriting the
+worker's caps on address space, file size (which also caps stdout) and open files, adds CPU
+seconds and no processes (and, outside bwrap, dies with the worker), loads the program seccomp
+filter, runs the module and `f(<inputs>)`, and writes `status NUL output-or-reason` to its result
+pipe. The worker SIGKILLs it at the wall-clock deadline, turns signals and missing or malformed
+results into statuses, and empties the scratch dir for the next program (or retires if it can't).
 
 Left out on purpose: parsing or judging outputs (the host does that) and any retry logic.
 """
@@ -23,7 +25,6 @@ import os
 import posix
 import resource
 import select
-import shutil
 import signal
 import struct
 import sys
@@ -118,8 +119,15 @@ def child_limits(timeout):
     return {resource.RLIMIT_CPU: int(timeout) + 2, resource.RLIMIT_NPROC: 0}
 
 
-def child_main(cfg, req, w):
-    """Runs in the forked child; never returns."""
+def describe(exc):
+    try:
+        return (type(exc).__name__ + ": " + str(exc))[:1000]
+    except BaseException:  # noqa: B036 - str() runs program code
+        return type(exc).__name__ + ": <message cannot be formatted>"
+
+
+def child_main(cfg, program, call, timeout, w):
+    """Runs in the forked child; never returns. Replies `status NUL output-or-reason`."""
     if cfg["pdeathsig"]:  # in bwrap the pid namespace dies with the worker anyway
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     for fd, source in ((0, cfg["null_fd"]), (1, cfg["out_fd"]), (2, cfg["out_fd"])):
@@ -127,26 +135,24 @@ def child_main(cfg, req, w):
     os.closerange(3, w)
     os.closerange(w + 1, 1 << 16)
     os.chdir(cfg["scratch"])
-    set_limits(child_limits(req["timeout"]))
+    set_limits(child_limits(timeout))
     if cfg["child_prog"] is not None and not load_seccomp(cfg["child_prog"]):
         os._exit(71)
-    reply = {"status": "error", "output": None, "reason": ""}
     try:
         namespace = {"__name__": "__main__", "__builtins__": builtins}
-        exec(compile(req["code"], "<program>", "exec"), namespace)
-        call = compile("f(" + req["inputs"] + "\n)", "<inputs>", "eval")
+        exec(program, namespace)
         text = repr(eval(call, namespace))
         if len(text) > cfg["max_output"]:
-            reply.update(status="output-limit", reason=f"output repr has {len(text)} characters")
+            status, text = "output-limit", f"output repr has {len(text)} characters"
         else:
-            reply.update(status="ok", output=text)
+            status = "ok"
     except BaseException as exc:  # noqa: B036 - a program may raise SystemExit and friends
-        try:
-            reply["reason"] = (type(exc).__name__ + ": " + str(exc))[:1000]
-        except BaseException:  # noqa: B036 - str() runs program code
-            reply["reason"] = "exception whose message cannot be formatted"
-    try:
-        write_frame(w, reply)
+        status, text = "error", describe(exc)
+    try:  # no json here: every module touched after fork costs page faults
+        body = (status + "\0" + text).encode("utf-8", "backslashreplace")
+        data = struct.pack(">I", len(body)) + body
+        while data:
+            data = data[os.write(w, data) :]
     except BaseException:  # noqa: B036
         os._exit(72)
     os._exit(0)
@@ -200,32 +206,42 @@ def classify(raw, status, timed_out, over, timeout):
             return "timeout", None, "CPU time limit exceeded"
         return "error", None, f"killed by signal {signal.Signals(sig).name}"
     code = os.WEXITSTATUS(status)
-    try:
-        (size,) = struct.unpack(">I", raw[:4])
-        reply = json.loads(raw[4:]) if size == len(raw) - 4 and code == 0 else None
-    except (struct.error, ValueError):
-        reply = None
-    if not isinstance(reply, dict) or reply.get("status") not in ("ok", "error", "output-limit"):
+    valid = code == 0 and len(raw) >= 4 and struct.unpack(">I", raw[:4])[0] == len(raw) - 4
+    kind, _, text = raw[4:].decode("utf-8", "replace").partition("\0") if valid else ("", "", "")
+    if kind not in ("ok", "error", "output-limit"):
         return "error", None, f"program exited (code {code}) without a valid result"
-    output = reply.get("output") if reply["status"] == "ok" else None
-    if reply["status"] == "ok" and not isinstance(output, str):
-        return "error", None, "program produced a malformed result"
-    return reply["status"], output, str(reply.get("reason", ""))[:1000]
+    return (kind, text, "") if kind == "ok" else (kind, None, text[:1000])
 
 
 def clear_scratch(scratch):
-    for entry in os.scandir(scratch):
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(entry.path)
-            except OSError:
-                pass
+    """Empty the scratch dir; False when something is left (the worker then retires).
+
+    Iterative, and not shutil: its compression imports would make every fork dearer.
+    """
+    dirs, todo = [], [scratch]
+    try:
+        while todo:
+            for entry in os.scandir(todo.pop()):
+                if entry.is_dir(follow_symlinks=False):
+                    dirs.append(entry.path)
+                    todo.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+        for path in reversed(dirs):
+            os.rmdir(path)
+        return not os.listdir(scratch)
+    except OSError:
+        return False
 
 
 def run_one(cfg, req):
     start = time.monotonic()
+    try:  # compiled here, before fork: the compiler touches many pages, each a fault per child
+        program = compile(req["code"], "<program>", "exec")
+        call = compile("f(" + req["inputs"] + "\n)", "<inputs>", "eval")
+    except Exception as exc:  # SyntaxError, MemoryError, RecursionError, ValueError (NUL)
+        reply = {"status": "error", "output": None, "reason": describe(exc)}
+        return {**reply, "duration": time.monotonic() - start, "retire": False}
     os.ftruncate(cfg["out_fd"], 0)
     os.lseek(cfg["out_fd"], 0, os.SEEK_SET)
     r, w = os.pipe()
@@ -233,18 +249,18 @@ def run_one(cfg, req):
     if pid == 0:
         try:
             os.close(r)
-            child_main(cfg, req, w)
+            child_main(cfg, program, call, req["timeout"], w)
         finally:
             os._exit(70)
     os.close(w)
     try:
-        cap = cfg["max_output"] * 6 + 4096  # JSON may escape each character to 6
+        cap = cfg["max_output"] * 4 + 4096  # UTF-8: at most 4 bytes a character
         raw, status, timed_out, over = wait_child(pid, r, start + req["timeout"], cap)
     finally:
         os.close(r)
     result = classify(raw, status, timed_out, over, req["timeout"])
-    clear_scratch(cfg["scratch"])
-    return dict(zip(("status", "output", "reason"), result), duration=time.monotonic() - start)
+    reply = dict(zip(("status", "output", "reason"), result), duration=time.monotonic() - start)
+    return {**reply, "retire": not clear_scratch(cfg["scratch"])}
 
 
 def _no_shell(command):
@@ -287,9 +303,12 @@ def main():
     while (req := read_frame(rfd)) is not None:
         try:
             reply = run_one(cfg, req)
-        except Exception as exc:  # e.g. fork failing under memory pressure: report, keep serving
+        except Exception as exc:  # e.g. fork failing under memory pressure: report and retire
             reply = {"status": "error", "output": None, "reason": f"worker: {exc!r}"[:1000]}
+            reply["retire"] = True
         write_frame(wfd, {"id": req["id"], **reply})
+        if reply["retire"]:  # the host replaces us; requests already sent go to another worker
+            break
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ For each placed pair the judge head samples `group_size` traces (RM-R1: 7 at tem
 each trace earns `trace_reward` (+1 when its verdict names the preferred position, -1 otherwise
 or on a format failure) and the GRPO advantage (r - mean_g) / std_g within its group. The
 clipped update itself (clip 0.2, k3 KL to the head-off reference) is `reasoning.pg.policy_step`.
-Left out: RM-R1's optional length-based reward shaping.
+Left out: the format-reward variants in RM-R1's released code (the paper rewards correctness
+only).
 """
 
 from __future__ import annotations

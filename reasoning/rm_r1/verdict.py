@@ -5,8 +5,10 @@ whitespace follows that block, and the block contains exactly one verdict token:
 `[[B]]` (once, and not both). Anything else is a format failure (`None`). Training (the reward)
 and evaluation (accuracy) both call `parse_verdict`, so the two can never disagree.
 
-Reward (RM-R1, Sec. 3, the correctness reward): +1 when the verdict names the preferred answer,
--1 otherwise; a format failure is also -1. Left out: RM-R1's optional length / format bonuses.
+Reward (RM-R1, the correctness reward of its RLVR stage): +1 when the verdict names the
+preferred answer, -1 otherwise; a format failure is also -1. Left out: the format-reward variants
+in RM-R1's released code. Stricter than that code (which looks for `<answer>[[A]]</answer>` in
+the last 80 characters): text after the answer, or a second answer block, is a failure.
 """
 
 from __future__ import annotations

@@ -182,7 +182,7 @@ def evaluate_rm_bench(
 def rm_table(report: dict[str, Any]) -> str:
     """A plain-text table of either suite's report."""
     cols = ("accuracy", "acc_chosen_A", "acc_chosen_B", "consistency")
-    extra = ("format_fail", "hard", "normal", "easy") if "hard" in report["overall"] else ("format_fail",)
+    extra = ("format_fail",) + (("hard", "normal", "easy") if "hard" in report["overall"] else ())
     head = f"{'domain':<12} {'n':>6} " + " ".join(f"{c:>12}" for c in cols + extra)
     rows = [head]
     for d, r in [*report["per_domain"].items(), ("overall", report["overall"])]:
