@@ -56,10 +56,64 @@ def run_edit(args: argparse.Namespace) -> tuple[dict, str]:
     return report, edit_table(report)
 
 
+def _judge_backbone(args: argparse.Namespace):
+    """The backbone with the judge head from --model (a head folder) or none (a backbone)."""
+    from reasoning.rm_r1.judge import load_head
+    from unimodal.backbone import Backbone
+
+    model = Path(args.model)
+    if (model / "judge_lora.safetensors").is_file():
+        if not args.backbone:
+            raise SystemExit(f"error: {model} holds a judge head; pass --backbone FOLDER as well")
+        backbone = Backbone.from_pretrained(args.backbone).freeze()
+        spec = load_head(backbone, model)
+        return backbone, spec.name, spec.style
+    return Backbone.from_pretrained(model).freeze(), None, "instruct"
+
+
+def run_rm_bench(args: argparse.Namespace) -> tuple[dict, str]:
+    from unimodal.evals.rm_suites import evaluate_rm_bench, rm_table
+
+    if not args.data:
+        raise SystemExit("error: --data FOLDER is required (RM-Bench *_filtered.json files)")
+    backbone, head, style = _judge_backbone(args)
+    report = evaluate_rm_bench(
+        backbone,
+        args.data,
+        head,
+        style,
+        None,
+        args.n or None,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+    )
+    return report, rm_table(report)
+
+
+def run_pairs(args: argparse.Namespace) -> tuple[dict, str]:
+    from unimodal.evals.rm_suites import evaluate_pairs, rm_table
+
+    if not args.data:
+        raise SystemExit("error: --data FILE.jsonl is required (preference pairs)")
+    backbone, head, style = _judge_backbone(args)
+    report = evaluate_pairs(
+        backbone,
+        args.data,
+        args.n or None,
+        head=head,
+        style=style,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+    )
+    return report, rm_table(report)
+
+
 SUITES: dict[str, Callable[[argparse.Namespace], tuple[dict, str]]] = {
     "vqa": run_vqa,
     "geneval-shapes": run_geneval_shapes,
     "edit": run_edit,
+    "rm-bench": run_rm_bench,
+    "pairs": run_pairs,
 }
 
 
@@ -67,11 +121,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--suite", required=True, choices=sorted(SUITES))
     ap.add_argument("--model", required=True, help="a folder written by a training tool")
+    ap.add_argument("--backbone", default=None, help="backbone folder under a LoRA head")
     ap.add_argument("--data", default=None, help="data file or folder for suites that read one")
     ap.add_argument("--n", type=int, default=0, help="number of items (0: the suite's default)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-new-tokens", type=int, default=1024, help="judge suites")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--out", default=None, help="JSON report path (default: MODEL/eval_SUITE.json)")

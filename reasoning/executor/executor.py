@@ -89,7 +89,6 @@ class Executor:
             "worker_filter": filters[0].hex() if filters else "",
             "child_filter": filters[1].hex() if filters else "",
             "child_full_filter": filters[2].hex() if filters else "",
-            "drop_caps": True,
         }
         self._pool = WorkerPool(plan, workers, config, self.timeout)
         info = self._pool.worker_info

@@ -69,29 +69,23 @@ def drop_capabilities():
 
 
 def read_exact(fd, n):
-    chunks = []
-    while n:
-        chunk = os.read(fd, min(n, 1 << 20))
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, min(n - len(data), 1 << 20))
         if not chunk:
             return None
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+        data += chunk
+    return data
 
 
 def read_frame(fd):
     head = read_exact(fd, 4)
-    if head is None:
-        return None
-    (size,) = struct.unpack(">I", head)
-    if size > MAX_REQUEST:
-        return None
-    body = read_exact(fd, size)
+    size = struct.unpack(">I", head)[0] if head else MAX_REQUEST + 1
+    body = read_exact(fd, size) if size <= MAX_REQUEST else None
     return None if body is None else json.loads(body)
 
 
-def write_frame(fd, obj):
-    body = json.dumps(obj).encode()
+def write_frame(fd, body):
     data = struct.pack(">I", len(body)) + body
     while data:
         data = data[os.write(fd, data) :]
@@ -102,21 +96,6 @@ def set_limits(limits):
         hard = resource.getrlimit(which)[1]
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
         resource.setrlimit(which, (value, value))
-
-
-def worker_limits(cfg):
-    """Limits that hold for the worker too (set once; every forked program inherits them)."""
-    return {
-        resource.RLIMIT_AS: cfg["memory_bytes"],
-        resource.RLIMIT_FSIZE: cfg["file_bytes"],
-        resource.RLIMIT_NOFILE: max(16, cfg["open_files"]),
-        resource.RLIMIT_CORE: 0,
-    }
-
-
-def child_limits(timeout):
-    """Limits only a program can bear: CPU seconds, and no new processes."""
-    return {resource.RLIMIT_CPU: int(timeout) + 2, resource.RLIMIT_NPROC: 0}
 
 
 def describe(exc):
@@ -135,7 +114,7 @@ def child_main(cfg, program, call, timeout, w):
     os.closerange(3, w)
     os.closerange(w + 1, 1 << 16)
     os.chdir(cfg["scratch"])
-    set_limits(child_limits(timeout))
+    set_limits({resource.RLIMIT_CPU: int(timeout) + 2, resource.RLIMIT_NPROC: 0})
     if cfg["child_prog"] is not None and not load_seccomp(cfg["child_prog"]):
         os._exit(71)
     try:
@@ -149,10 +128,7 @@ def child_main(cfg, program, call, timeout, w):
     except BaseException as exc:  # noqa: B036 - a program may raise SystemExit and friends
         status, text = "error", describe(exc)
     try:  # no json here: every module touched after fork costs page faults
-        body = (status + "\0" + text).encode("utf-8", "backslashreplace")
-        data = struct.pack(">I", len(body)) + body
-        while data:
-            data = data[os.write(w, data) :]
+        write_frame(w, (status + "\0" + text).encode("utf-8", "backslashreplace"))
     except BaseException:  # noqa: B036
         os._exit(72)
     os._exit(0)
@@ -277,15 +253,12 @@ def main():
     cfg["pdeathsig"] = cfg.get("scratch") is None  # no pid namespace: children must die with us
     if cfg["pdeathsig"]:
         cfg["scratch"] = os.getcwd()
-    for name in PRELOAD:
-        try:
-            __import__(name)
-        except ImportError:
-            pass
+    for name in PRELOAD:  # imported once here rather than in every child that needs them
+        __import__(name)
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # oversize output kills (Python ignores it)
     os.system = posix.system = _no_shell  # libc system() hides its failed spawn in a status
     _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    caps = drop_capabilities() if cfg["drop_caps"] else True
+    caps = drop_capabilities()
     seccomp = load_seccomp(seccomp_program(bytes.fromhex(cfg["worker_filter"])))
     child = cfg["child_filter"] if seccomp else cfg["child_full_filter"]  # stack or stand alone
     cfg["child_prog"] = seccomp_program(bytes.fromhex(child))
@@ -296,17 +269,25 @@ def main():
         cfg["out_fd"] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.unlink(path)
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    set_limits(worker_limits(cfg))
+    set_limits(  # limits the worker can bear too: set once, inherited by every program
+        {
+            resource.RLIMIT_AS: cfg["memory_bytes"],
+            resource.RLIMIT_FSIZE: cfg["file_bytes"],
+            resource.RLIMIT_NOFILE: max(16, cfg["open_files"]),
+            resource.RLIMIT_CORE: 0,
+        }
+    )
     gc.collect()
     gc.freeze()
-    write_frame(wfd, {"ready": True, "seccomp": seccomp, "caps_dropped": caps, "uid": os.getuid()})
+    ready = {"ready": True, "seccomp": seccomp, "caps_dropped": caps, "uid": os.getuid()}
+    write_frame(wfd, json.dumps(ready).encode())
     while (req := read_frame(rfd)) is not None:
         try:
             reply = run_one(cfg, req)
         except Exception as exc:  # e.g. fork failing under memory pressure: report and retire
             reply = {"status": "error", "output": None, "reason": f"worker: {exc!r}"[:1000]}
             reply["retire"] = True
-        write_frame(wfd, {"id": req["id"], **reply})
+        write_frame(wfd, json.dumps({"id": req["id"], **reply}).encode())
         if reply["retire"]:  # the host replaces us; requests already sent go to another worker
             break
 

@@ -1,0 +1,40 @@
+"""The eval front door: argument errors and the judge suites on the tiny backbone."""
+
+import json
+
+import pytest
+
+from tools import eval as eval_tool
+
+
+def test_pairs_suite_on_a_preference_file(tmp_path, tiny_backbone_dir):
+    data = tmp_path / "pairs.jsonl"
+    rows = [
+        {"prompt": "2 + 2 = ?", "chosen": "4", "rejected": "5", "domain": "math"},
+        {"prompt": "Say hi", "chosen": "hi", "rejected": "no", "domain": "chat"},
+    ]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "report.json"
+    report = eval_tool.main(
+        [
+            "--suite",
+            "pairs",
+            "--model",
+            str(tiny_backbone_dir),
+            "--data",
+            str(data),
+            "--max-new-tokens",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
+    assert json.loads(out.read_text())["suite"] == "pairs"
+    assert 0.0 <= report["overall"]["accuracy"] <= 1.0
+
+
+def test_missing_data_and_model_are_clear_errors(tmp_path, tiny_backbone_dir):
+    with pytest.raises(SystemExit, match="--data"):
+        eval_tool.main(["--suite", "pairs", "--model", str(tiny_backbone_dir)])
+    with pytest.raises(SystemExit):
+        eval_tool.main(["--suite", "vqa", "--model", str(tmp_path / "nope")])
