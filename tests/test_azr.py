@@ -173,6 +173,9 @@ def test_validation_through_the_executor(ex):
     t, _ = validate_tasks(ex, [ind], min_pairs=4)[0]
     assert t.inputs == ["1", "2", "5", "4"] and t.outputs == ["10", "5", "2", "2"]
     assert validate_tasks(ex, [ind], min_pairs=5)[0][0] is None
+    long = Task("deduction", "def f(n):\n    return 'ab' * n", ["600"])
+    assert validate_tasks(ex, [long])[0][0].chars > 1200
+    assert "too long" in validate_tasks(ex, [long], max_chars=1000)[0][1]
 
 
 def test_answer_checks(ex):

@@ -37,6 +37,7 @@ HOSTILE = {
     "import typing\ndef f():\n    return typing.sys": "'sys'",
     "from operator import attrgetter\ndef f(x):\n    return attrgetter('real')(x)": "attrgetter",
     "def f(x):\n    return '{0.__class__}'.format(x)": "string constant",
+    "import string\ndef f(x, n):\n    return string.Formatter().get_field(n, [x], {})": "forbidden attribute",
     "def g():\n    pass": "no top-level function f",
     "def f(:\n    pass": "syntax error",
     "def f():\n    return 1\x00": "syntax error",

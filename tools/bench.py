@@ -114,7 +114,7 @@ def table_executor(report: dict[str, Any]) -> str:
         ("executor run_many", f"{report['programs_per_s']:.0f} programs/s"),
         ("executor validate_many", f"{report['validated_per_s']:.0f} tasks/s"),
         ("cpu per program", f"{report['cpu_ms_per_program']:.2f} ms"),
-        ("load average (other work)", f"{report['load_average_1m']:.1f}"),
+        ("load average, 1 min", f"{report['load_average_1m']:.1f}"),
         *((f"baseline {k}", f"{v['per_s']:.0f} programs/s") for k, v in report["baseline"].items()),
         ("speedup vs python -c", f"{report['speedup_vs_python_c']:.1f}x"),
         ("all protections on", str(all(report["protections"].values()))),

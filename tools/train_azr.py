@@ -135,7 +135,7 @@ def _initial_buffers(cfg: AZRTrainConfig, ex: Executor) -> TaskBuffers:
     seeds = seed_tasks(cfg.azr.n_inputs)
     for f in cfg.azr.seed_files:
         seeds += load_seed_file(f, cfg.azr.seed_limit)
-    checked = validate_tasks(ex, seeds, cfg.azr.n_visible + 1)
+    checked = validate_tasks(ex, seeds, cfg.azr.n_visible + 1, cfg.azr.max_task_chars)
     return TaskBuffers(t for t, _ in checked if t is not None)
 
 

@@ -23,9 +23,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from flow_matching import DecoderConfig  # noqa: E402
 from unimodal import checkpoint  # noqa: E402
 from unimodal.backbone import Backbone  # noqa: E402
-from unimodal.config import load_config, to_toml  # noqa: E402
+from unimodal.cli import run_tool  # noqa: E402
+from unimodal.config import to_toml  # noqa: E402
+from unimodal.connector import ConnectorConfig  # noqa: E402
 from unimodal.evals.edit import edit_table, evaluate_edit  # noqa: E402
 from unimodal.evals.geneval_shapes import evaluate_geneval_shapes, geneval_table  # noqa: E402
 from unimodal.gendata import GenData, GenDataConfig, batch_inputs  # noqa: E402
@@ -68,21 +71,39 @@ class GenEvalConfig:
     edit_n: int = 100  # editing runs: held-out edit pairs to score (0: skip)
 
 
+def tiny_cpu_model() -> GenModelConfig:
+    """The embedded default: small enough to train on 2 CPU cores in about ten minutes."""
+    return GenModelConfig(
+        connector=ConnectorConfig(depth=1, width=64, heads=4),
+        decoder=DecoderConfig(
+            type="sana",
+            in_channels=3,
+            sample_size=32,
+            patch_size=4,
+            num_layers=3,
+            num_attention_heads=3,
+            attention_head_dim=32,
+            cond_dim=96,
+            align_block=1,
+        ),
+    )
+
+
 @dataclass
 class GenTrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    gen: GenModelConfig = field(default_factory=GenModelConfig)
+    gen: GenModelConfig = field(default_factory=tiny_cpu_model)
     data: GenDataConfig = field(default_factory=GenDataConfig)
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             out_dir="runs/gen_tiny",
-            steps=1500,
+            steps=800,
             batch_size=32,
-            lr=1e-3,
+            lr=2e-3,
             warmup_steps=50,
-            ema_decay=0.995,
-            save_every=250,
-            log_every=25,
+            ema_decay=0.99,
+            save_every=200,
+            log_every=20,
         )
     )
     sample: SampleConfig = field(default_factory=SampleConfig)
@@ -222,4 +243,4 @@ def write_samples(
 
 
 if __name__ == "__main__":
-    main(load_config(GenTrainConfig, sys.argv[1:]))
+    run_tool(main, GenTrainConfig)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from unimodal import checkpoint  # noqa: E402
 from unimodal.backbone import Backbone  # noqa: E402
-from unimodal.config import load_config  # noqa: E402
+from unimodal.cli import run_tool  # noqa: E402
 from unimodal.evals.vqa import evaluate_vqa, vqa_table  # noqa: E402
 from unimodal.runtime import (  # noqa: E402
     Throughput,
@@ -142,4 +142,4 @@ def main(cfg: MLLMConfig) -> dict:
 
 
 if __name__ == "__main__":
-    main(load_config(MLLMConfig, sys.argv[1:]))
+    run_tool(main, MLLMConfig)

@@ -298,7 +298,34 @@ class Backbone(nn.Module):
         and see the whole prompt (causal attention). Gradients reach `extra` even when the
         backbone is frozen.
         """
-        b, q, _ = extra.shape
+        q = extra.shape[1]
+        full = self._extended(prompt, q)
+        embeds = self.model.get_input_embeddings()(prompt.input_ids)  # (B, L, D)
+        embeds = torch.cat([embeds, extra.to(embeds.dtype)], 1)  # (B, L+Q, D)
+        out = self.run(full, inputs_embeds=embeds)
+        return out.last_hidden_state[:, -q:]  # (B, Q, D)
+
+    def forward_with_prefix_cache(self, prompt: Prompt, extra: torch.Tensor) -> torch.Tensor:
+        """`forward_with_extra_embeddings` in two passes: the prompt once without gradient into
+        a key/value cache, then only the appended tokens through it (with gradient).
+
+        Same states (same positions and mask), but the backward pass covers the Q appended
+        tokens instead of all L + Q, and no prompt activations are kept for it.
+        """
+        q = extra.shape[1]
+        n = prompt.input_ids.shape[1]
+        full = self._extended(prompt, q)
+        pos = self.position_ids(full)  # (B, L+Q) or (3, B, L+Q)
+        with torch.no_grad():
+            cache = self.run(prompt, position_ids=pos[..., :n], use_cache=True).cache
+        tail = Prompt(full.input_ids[:, n:], full.attention_mask, {})
+        embeds = extra.to(self.dtype)  # (B, Q, D)
+        out = self.run(tail, inputs_embeds=embeds, position_ids=pos[..., n:], cache=cache)
+        return out.last_hidden_state  # (B, Q, D)
+
+    def _extended(self, prompt: Prompt, q: int) -> Prompt:
+        """The prompt followed by q placeholder (pad) tokens that attend and count as text."""
+        b = prompt.input_ids.shape[0]
         pad = self.tokenizer.pad_token_id
         ids = torch.cat([prompt.input_ids, prompt.input_ids.new_full((b, q), pad)], 1)  # (B, L+Q)
         mask = torch.cat([prompt.attention_mask, prompt.attention_mask.new_ones(b, q)], 1)
@@ -306,11 +333,7 @@ class Backbone(nn.Module):
         if "mm_token_type_ids" in extra_kw:
             mm = extra_kw["mm_token_type_ids"]
             extra_kw["mm_token_type_ids"] = torch.cat([mm, mm.new_zeros(b, q)], 1)
-        full = Prompt(ids, mask, extra_kw)
-        embeds = self.model.get_input_embeddings()(prompt.input_ids)  # (B, L, D)
-        embeds = torch.cat([embeds, extra.to(embeds.dtype)], 1)  # (B, L+Q, D)
-        out = self.run(full, inputs_embeds=embeds)
-        return out.last_hidden_state[:, -q:]  # (B, Q, D)
+        return Prompt(ids, mask, extra_kw)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor

@@ -78,6 +78,7 @@ class GenModelConfig:
     edit: bool = False  # editing: source image as vision tokens (+ reference latents)
     edit_reference: bool = True  # editing: also feed the source as reference latents
     image_dropout: float = 0.1  # editing: reference dropped (zeros) with this probability
+    prefix_cache: bool = True  # training: prompt once without gradient, queries reuse its KV
 
     def __post_init__(self) -> None:
         scales = self.queries.scales
@@ -165,8 +166,11 @@ class Generator(nn.Module):
 
     def query_states(self, prompt: Prompt) -> list[torch.Tensor]:
         """Backbone hidden states at each scale's query positions [(B, s*s, D)]."""
-        b = prompt.input_ids.shape[0]
-        hidden = self.backbone.forward_with_extra_embeddings(prompt, self.queries(b))
+        queries = self.queries(prompt.input_ids.shape[0])  # (B, Q, D)
+        if self.cfg.prefix_cache and torch.is_grad_enabled() and queries.requires_grad:
+            hidden = self.backbone.forward_with_prefix_cache(prompt, queries)
+        else:  # one pass: without gradients the prompt is computed once either way
+            hidden = self.backbone.forward_with_extra_embeddings(prompt, queries)
         return self.queries.split(hidden.float())
 
     def conditions(self, states: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -38,6 +38,7 @@ class AZRConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 64  # response budget of every role (paper: 8k)
+    max_task_chars: int = 2000  # longer tasks (program + pairs + message) are invalid; 0: no cap
     gen_batch: int = 32  # prompts per generation call
     seed_files: list[str] = field(default_factory=list)  # AZR seed JSONLs, added after identity
     seed_limit: int = 0  # rows read per seed file (0: all)
@@ -132,7 +133,8 @@ def selfplay_step(
     # 2. validate
     cand = [i for i, (t, _) in enumerate(parsed) if t is not None]
     with timed(times, "validate"):
-        checked = validate_tasks(ex, [parsed[i][0] for i in cand], cfg.n_visible + 1)
+        todo = [parsed[i][0] for i in cand]
+        checked = validate_tasks(ex, todo, cfg.n_visible + 1, cfg.max_task_chars)
     valid: dict[int, Task] = {i: t for i, (t, _) in zip(cand, checked) if t is not None}
     reasons = {i: why for i, (t, why) in zip(cand, checked) if t is None}
     # 3. learnability: n solver samples per valid task

@@ -54,6 +54,11 @@ class Task:
     def output(self) -> str:
         return self.outputs[0]
 
+    @property
+    def chars(self) -> int:
+        """Size of everything a prompt shows of this task (program, pairs, message)."""
+        return len(self.program) + sum(map(len, self.inputs + self.outputs)) + len(self.message)
+
     def identity(self) -> tuple:
         return (self.program.strip(), tuple(i.strip() for i in self.inputs), self.message)
 

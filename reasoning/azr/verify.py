@@ -41,9 +41,13 @@ def _value(res: ExecutionResult) -> tuple[str | None, str]:
 
 
 def validate_tasks(
-    ex: Executor, tasks: Sequence[Task], min_pairs: int = 6
+    ex: Executor, tasks: Sequence[Task], min_pairs: int = 6, max_chars: int = 0
 ) -> list[tuple[Task | None, str]]:
-    """Each proposed task with its outputs filled in, or (None, reason)."""
+    """Each proposed task with its outputs filled in, or (None, reason).
+
+    `max_chars > 0` also rejects tasks longer than that (program + pairs + message), which
+    keeps buffer prompts short (AZR likewise drops tasks whose prompt exceeds its length cap).
+    """
     jobs = [(i, t.program, inp) for i, t in enumerate(tasks) for inp in dict.fromkeys(t.inputs)]
     results = ex.validate_many([(code, inp) for _, code, inp in jobs])
     per_task: list[list[tuple[str, str | None, str]]] = [[] for _ in tasks]
@@ -57,7 +61,11 @@ def validate_tasks(
             why = next((w for _, o, w in runs if o is None), "too few distinct inputs")
             done.append((None, why))
             continue
-        done.append((replace(t, inputs=[i for i, _ in good], outputs=[o for _, o in good]), ""))
+        task = replace(t, inputs=[i for i, _ in good], outputs=[o for _, o in good])
+        if max_chars and task.chars > max_chars:
+            done.append((None, f"task too long ({task.chars} > {max_chars} characters)"))
+            continue
+        done.append((task, ""))
     return done
 
 

@@ -33,7 +33,7 @@ FORBIDDEN_NAMES = frozenset(
         "eval", "exec", "compile", "open", "globals", "locals", "vars", "getattr", "setattr",
         "delattr", "breakpoint", "memoryview", "exit", "quit", "help",
         # reflective helpers that reach attributes by runtime strings or evaluate strings
-        "attrgetter", "methodcaller", "get_type_hints", "ForwardRef", "_eval_type",
+        "attrgetter", "methodcaller", "get_type_hints", "ForwardRef", "_eval_type", "Formatter",
     }
 )  # fmt: skip
 
@@ -42,7 +42,7 @@ FORBIDDEN_ATTRIBUTES = frozenset(
         "sys", "os", "builtins", "modules", "system", "popen", "attrgetter", "methodcaller",
         "get_type_hints", "ForwardRef", "f_globals", "f_locals", "f_builtins", "f_back",
         "f_code", "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code",
-        "tb_frame", "tb_next", "co_code", "co_consts", "mro",
+        "tb_frame", "tb_next", "co_code", "co_consts", "mro", "Formatter", "get_field", "vformat",
     }
 )  # fmt: skip
 

@@ -124,13 +124,18 @@ def _install_handlers(app: FastAPI) -> None:
 def create_app(pipe: Any, cfg: ServeConfig | None = None) -> FastAPI:
     """The server for `pipe` (a `unimodal.pipeline.Pipeline`) under the limits of `cfg`."""
     cfg = cfg or ServeConfig()
-    worker = Worker(cfg.max_batch, cfg.batch_window_ms / 1000, cfg.max_queue)
-    state = ServerState(pipe, cfg, worker)
+
+    def new_worker() -> Worker:
+        return Worker(cfg.max_batch, cfg.batch_window_ms / 1000, cfg.max_queue)
+
+    state = ServerState(pipe, cfg, new_worker())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if not state.worker.alive:  # started again after a shutdown (e.g. several test clients)
+            state.worker = new_worker()
         yield
-        worker.close()
+        state.worker.close()
 
     app = FastAPI(
         title="unimodal",
@@ -146,6 +151,7 @@ def create_app(pipe: Any, cfg: ServeConfig | None = None) -> FastAPI:
 
     @app.get("/health", response_model=Health, tags=["server"])
     async def health() -> JSONResponse:
+        worker = state.worker
         ok = worker.alive
         body = Health(
             status="ok" if ok else "degraded",
@@ -153,9 +159,7 @@ def create_app(pipe: Any, cfg: ServeConfig | None = None) -> FastAPI:
             capabilities=state.capabilities(),
             queued=worker.pending(),
             stats=vars(worker.stats),
-            limits={
-                k: v for k, v in vars(cfg).items() if k.startswith(("max_", "default_"))
-            }
+            limits={k: v for k, v in vars(cfg).items() if k.startswith(("max_", "default_"))}
             | {"image_size": state.image_size or 0},
         )
         return JSONResponse(body.model_dump(), 200 if ok else 503)

@@ -149,7 +149,9 @@ def check_image_size(w: int, h: int, cfg: ServeConfig, param: str) -> None:
         )
     if w * h > cfg.max_megapixels * 1e6:
         raise ApiError(
-            400, f"{param}: {w * h / 1e6:.1f} megapixels; the limit is {cfg.max_megapixels:g}", param
+            400,
+            f"{param}: {w * h / 1e6:.1f} megapixels; the limit is {cfg.max_megapixels:g}",
+            param,
         )
     if max(w, h) / min(w, h) > cfg.max_aspect_ratio:
         raise ApiError(

@@ -32,7 +32,9 @@ class ServerState:
 
     @property
     def can_edit(self) -> bool:
-        return self.image_size is not None and callable(getattr(self.pipe, "edit", None))
+        gen = getattr(self.pipe, "generator", None)
+        trained = gen is not None and bool(getattr(gen.cfg, "edit", False))
+        return trained and callable(getattr(self.pipe, "edit", None))
 
     def capabilities(self) -> list[str]:
         caps = ["chat.completions"]

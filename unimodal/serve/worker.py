@@ -73,7 +73,9 @@ class Worker:
         with self._cond:
             if self._closed:
                 raise QueueFull("the worker is shutting down")
-            self._jobs = deque(j for j in self._jobs if not j.future.cancelled())
+            live = deque(j for j in self._jobs if not j.future.cancelled())
+            self.stats.cancelled += len(self._jobs) - len(live)
+            self._jobs = live
             if len(self._jobs) >= self.max_queue:
                 raise QueueFull(f"{len(self._jobs)} requests are queued (limit {self.max_queue})")
             self._jobs.append(job)

@@ -1,0 +1,24 @@
+"""The command-line entry shared by every tool: parse the config, run, and turn user errors
+(bad config, missing model folder, malformed data) into one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from unimodal.backbone import BackboneError
+from unimodal.config import ConfigError, load_config
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, BackboneError, FileNotFoundError)
+
+
+def run_tool(main: Callable[[Any], Any], config_cls: type, argv: list[str] | None = None) -> None:
+    """`main(load_config(config_cls, argv))`, with user errors reported as `error: ...`."""
+    from unimodal.data import DataError
+
+    try:
+        main(load_config(config_cls, sys.argv[1:] if argv is None else argv))
+    except (*USER_ERRORS, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
