@@ -38,3 +38,25 @@ def test_missing_data_and_model_are_clear_errors(tmp_path, tiny_backbone_dir):
         eval_tool.main(["--suite", "pairs", "--model", str(tiny_backbone_dir)])
     with pytest.raises(SystemExit):
         eval_tool.main(["--suite", "vqa", "--model", str(tmp_path / "nope")])
+
+
+def test_cruxeval_suite_through_the_executor(tmp_path, tiny_backbone_dir, shared_data):
+    out = tmp_path / "crux.json"
+    report = eval_tool.main(
+        [
+            "--suite",
+            "cruxeval",
+            "--model",
+            str(tiny_backbone_dir),
+            "--n",
+            "2",
+            "--data",
+            str(shared_data / "cruxeval" / "cruxeval.jsonl"),
+            "--max-new-tokens",
+            "8",
+            "--out",
+            str(out),
+        ]
+    )
+    assert set(report["rows"]) == {"CRUXEval-O", "CRUXEval-I"}
+    assert json.loads(out.read_text())["suite"] == "cruxeval"

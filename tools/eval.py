@@ -108,12 +108,50 @@ def run_pairs(args: argparse.Namespace) -> tuple[dict, str]:
     return report, rm_table(report)
 
 
+def _code_backbone(args: argparse.Namespace):
+    """A backbone folder, or an AZR run/checkpoint on top of --backbone (its head switched on)."""
+    from unimodal.backbone import Backbone
+
+    model = Path(args.model)
+    if (model / "config.json").is_file():
+        return Backbone.from_pretrained(model).freeze(), None
+    if not args.backbone:
+        raise SystemExit(f"error: {model} is not a backbone folder; pass --backbone FOLDER too")
+    from tools.train_azr import load_head
+
+    backbone = Backbone.from_pretrained(args.backbone).freeze()
+    return backbone, load_head(backbone, model)
+
+
+def _code_suite(name: str, static_checks: bool = True):
+    def run(args: argparse.Namespace) -> tuple[dict, str]:
+        from reasoning.executor import Executor
+        from unimodal.evals import code_suites
+
+        if not args.data:
+            raise SystemExit(f"error: --data is required for {name} (a local JSONL file)")
+        backbone, head = _code_backbone(args)
+        fn = getattr(code_suites, f"evaluate_{name}")
+        kw = dict(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+        if args.samples > 1:
+            kw.update(n=args.samples, ks=(1, args.samples), temperature=args.temperature)
+        with Executor(workers=2, timeout=2.0, static_checks=static_checks) as ex:
+            with backbone.lora(head):
+                report = fn(backbone, ex, args.data, args.n, **kw)
+        return report, code_suites.table(report)
+
+    return run
+
+
 SUITES: dict[str, Callable[[argparse.Namespace], tuple[dict, str]]] = {
     "vqa": run_vqa,
     "geneval-shapes": run_geneval_shapes,
     "edit": run_edit,
     "rm-bench": run_rm_bench,
     "pairs": run_pairs,
+    "cruxeval": _code_suite("cruxeval"),
+    "humaneval": _code_suite("humaneval", static_checks=False),  # official tests import freely
+    "gsm8k": _code_suite("gsm8k"),
 }
 
 
@@ -128,6 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-new-tokens", type=int, default=1024, help="judge suites")
+    ap.add_argument("--samples", type=int, default=1, help="code suites: samples for pass@k")
+    ap.add_argument("--temperature", type=float, default=0.8, help="code suites with --samples")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--out", default=None, help="JSON report path (default: MODEL/eval_SUITE.json)")

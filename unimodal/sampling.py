@@ -2,7 +2,9 @@
 
 One decode loop serves chat (greedy or sampled, streamed) and RL rollouts (token ids plus the
 log-probabilities of the sampled tokens under the sampling distribution). Rows that have finished
-stop being extended and are masked; the loop ends when every row has finished.
+stop being extended and are masked, and are dropped from the computed batch and the KV cache;
+the loop ends when every row has finished. Sampling is Gumbel-max with noise drawn for the whole
+batch every step, so a row's tokens do not depend on when other rows finish.
 
 Left out on purpose: beam search, repetition penalties, speculative decoding.
 """
@@ -29,21 +31,32 @@ class SampleOutput:
     finished: torch.Tensor  # (B,) True where an EOS token ended the row
 
 
-def _pick(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None):
-    """Choose next tokens from logits (B, V); returns (tokens (B,), logprobs (B,))."""
-    if temperature <= 0:
-        logp = torch.log_softmax(logits.float(), -1)
+def _pick(
+    logits: torch.Tensor, temperature: float, top_p: float, noise: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Choose next tokens from logits (B, V); returns (tokens (B,), logprobs (B,)).
+
+    Sampling is Gumbel-max with `noise` (B, V) of Gumbel draws: argmax(log p + g) is a draw
+    from p, and each row's token depends on its own noise row only, not on the batch around it.
+    """
+    if temperature <= 0 or noise is None:
+        logp = torch.log_softmax(logits.float(), -1)  # (B, V)
         tok = logp.argmax(-1)
         return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
     logp = torch.log_softmax(logits.float() / temperature, -1)  # (B, V)
-    probs = logp.exp()
+    score = logp
     if top_p < 1.0:
-        sorted_p, idx = probs.sort(-1, descending=True)
-        keep = sorted_p.cumsum(-1) - sorted_p < top_p  # always keeps the top token
-        sorted_p = sorted_p * keep
-        probs = torch.zeros_like(probs).scatter(-1, idx, sorted_p)
-    tok = torch.multinomial(probs, 1, generator=gen).squeeze(-1)  # (B,)
+        sorted_lp, idx = logp.sort(-1, descending=True)
+        sorted_p = sorted_lp.exp()
+        drop = sorted_p.cumsum(-1) - sorted_p >= top_p  # always keeps the top token
+        score = logp.scatter(-1, idx, sorted_lp.masked_fill(drop, float("-inf")))
+    tok = (score + noise).argmax(-1)  # (B,)
     return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
+
+
+def _gumbel(shape: tuple[int, int], gen: torch.Generator | None, device: torch.device):
+    """Gumbel(0, 1) draws (B, V)."""
+    return -torch.empty(shape, device=device).exponential_(generator=gen).log()
 
 
 def _decode_steps(
@@ -53,26 +66,44 @@ def _decode_steps(
     temperature: float,
     top_p: float,
     generator: torch.Generator | None,
+    compact: bool = True,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield (tokens (B,), logprobs (B,), alive-before-step (B,)) one step at a time."""
-    eos = torch.tensor(backbone.eos_token_ids, device=prompt.input_ids.device)
+    """Yield (tokens (B,), logprobs (B,), alive-before-step (B,)) one step at a time.
+
+    `compact`: rows that finished are dropped from the batch (and from the KV cache), so they
+    stop costing compute; the tokens are the same either way (per-row Gumbel noise).
+    """
+    device = prompt.input_ids.device
+    eos = torch.tensor(backbone.eos_token_ids, device=device)
+    pad = backbone.tokenizer.pad_token_id
     pos = backbone.position_ids(prompt)  # (B, L) or (3, B, L)
     next_pos = pos.reshape(-1, *pos.shape[-2:]).amax(0)[:, -1] + 1  # (B,)
     out = backbone.run(prompt, position_ids=pos, use_cache=True)
     cache = out.cache
-    logits = backbone.model.get_output_embeddings()(out.last_hidden_state[:, -1])  # (B, V)
-    alive = torch.ones(prompt.input_ids.shape[0], dtype=torch.bool, device=eos.device)
-    mask = prompt.attention_mask
+    logits = backbone.model.get_output_embeddings()(out.last_hidden_state[:, -1])  # (b, V)
+    b = prompt.input_ids.shape[0]
+    alive = torch.ones(b, dtype=torch.bool, device=device)  # (B,)
+    rows = torch.arange(b, device=device)  # batch row of each row still computed (b,)
+    mask = prompt.attention_mask  # (b, L + t)
     for _ in range(max_new_tokens):
-        tok, lp = _pick(logits, temperature, top_p, generator)
-        tok = torch.where(alive, tok, torch.full_like(tok, backbone.tokenizer.pad_token_id))
+        noise = None
+        if temperature > 0:
+            noise = _gumbel((b, logits.shape[-1]), generator, device)[rows]  # (b, V)
+        tok_b, lp_b = _pick(logits, temperature, top_p, noise)  # (b,)
+        tok = torch.full((b,), pad, dtype=tok_b.dtype, device=device)
+        tok[rows] = torch.where(alive[rows], tok_b, tok[rows])
+        lp = torch.zeros(b, device=device).index_copy(0, rows, lp_b)
         yield tok, lp, alive
         alive = alive & ~torch.isin(tok, eos)
         if not alive.any():
             return
-        mask = torch.cat([mask, alive[:, None].to(mask.dtype)], 1)
+        if compact and not bool(alive[rows].all()):
+            keep = alive[rows].nonzero().squeeze(-1)  # (b',)
+            cache.batch_select_indices(keep)
+            rows, mask, next_pos = rows[keep], mask[keep], next_pos[keep]
+        mask = torch.cat([mask, alive[rows, None].to(mask.dtype)], 1)
         step_pos = next_pos[:, None] if pos.dim() == 2 else next_pos[None, :, None].expand(3, -1, 1)
-        step = Prompt(tok[:, None], mask, {})
+        step = Prompt(tok[rows, None], mask, {})
         out = backbone.run(step, position_ids=step_pos, cache=cache, use_cache=True)
         cache = out.cache
         logits = backbone.model.get_output_embeddings()(out.last_hidden_state[:, -1])
@@ -87,12 +118,17 @@ def sample(
     temperature: float = 1.0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    *,
+    compact: bool = True,
 ) -> SampleOutput:
-    """Sample completions for a batch; temperature 0 is greedy."""
+    """Sample completions for a batch; temperature 0 is greedy.
+
+    `compact=False` keeps finished rows in the batch (masked): same tokens, more compute.
+    """
     prompt = prompt.to(backbone.device)
     toks, lps, alives = [], [], []
     for tok, lp, alive in _decode_steps(
-        backbone, prompt, max_new_tokens, temperature, top_p, generator
+        backbone, prompt, max_new_tokens, temperature, top_p, generator, compact
     ):
         toks.append(tok)
         lps.append(lp)

@@ -57,6 +57,16 @@ class ChatRequest(_Lenient):
     temperature: float | None = Field(None, ge=0)
     n: int = Field(1, ge=1, le=1, description="only 1 is supported")
 
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {"messages": [{"role": "user", "content": "Describe a red circle."}]},
+                {"messages": [{"role": "user", "content": "Hi"}], "stream": True, "max_tokens": 4},
+            ]
+        },
+    )
+
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
@@ -93,6 +103,13 @@ class ImageRequest(_Lenient):
     steps: int | None = Field(None, ge=1, description="sampler steps (our extension)")
     guidance: float | None = Field(None, ge=0, description="classifier-free guidance scale")
     seed: int = Field(0, ge=0)
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [{"prompt": "a red circle"}, {"prompt": "two triangles", "n": 2, "seed": 1}]
+        },
+    )
 
 
 class ImageData(BaseModel):
