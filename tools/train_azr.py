@@ -42,6 +42,7 @@ from reasoning.executor import Executor  # noqa: E402
 from reasoning.pg import PGConfig, estimate, policy_step  # noqa: E402
 from unimodal import checkpoint  # noqa: E402
 from unimodal.backbone import Backbone  # noqa: E402
+from unimodal.cli import run_tool  # noqa: E402
 from unimodal.config import ConfigError, load_config  # noqa: E402
 from unimodal.evals.code_suites import evaluate_deduction_set, heldout_deduction_set  # noqa: E402
 from unimodal.evals.code_suites import table as eval_table  # noqa: E402
@@ -291,4 +292,4 @@ def main(cfg: AZRTrainConfig) -> dict:
 
 
 if __name__ == "__main__":
-    main(load_config(AZRTrainConfig, sys.argv[1:]))
+    run_tool(main, AZRTrainConfig)

@@ -34,7 +34,7 @@ from reasoning.rm_r1.judge import HeadSpec, load_head, save_head  # noqa: E402
 from reasoning.rm_r1.sources import DataConfig, SFTSource, held_out_pairs, rl_pairs  # noqa: E402
 from unimodal import checkpoint  # noqa: E402
 from unimodal.backbone import Backbone  # noqa: E402
-from unimodal.config import load_config  # noqa: E402
+from unimodal.cli import run_tool  # noqa: E402
 from unimodal.evals.rm_suites import evaluate_pair_list, rm_table  # noqa: E402
 from unimodal.runtime import (  # noqa: E402
     Throughput,
@@ -267,4 +267,4 @@ def main(cfg: RMConfig, backbone: Backbone | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(load_config(RMConfig, sys.argv[1:]))
+    run_tool(main, RMConfig)
