@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from tests.serve_fixtures import block, data_url, decode_b64_png, png_bytes
 from unimodal.serve import ServeConfig, create_app
@@ -66,8 +66,6 @@ def test_chat_with_an_image_matches_the_pipeline(client, serve_pipe):
     body = r.json()
     assert body["object"] == "chat.completion" and body["model"] == "unimodal"
     (choice,) = body["choices"]
-    from PIL import Image
-
     expected = serve_pipe.chat(
         [
             {
@@ -124,15 +122,9 @@ def test_edit_multipart_returns_the_pipelines_edit(client, serve_pipe):
     r = client.post(EDIT, files=files, data={"prompt": "make it blue", "n": "2", "seed": "5"})
     assert r.status_code == 200, r.text
     got = [np.asarray(decode_b64_png(d["b64_json"])) for d in r.json()["data"]]
-    from PIL import Image
-
     source = Image.new("RGB", (48, 48), (20, 200, 20))
     want = serve_pipe.edit(source, "make it blue", seed=5, num_images=2)
     assert len(got) == 2 and all(np.array_equal(g, np.asarray(w)) for g, w in zip(got, want))
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 PNG = png_bytes()
@@ -154,7 +146,12 @@ BAD = [  # (path, request kwargs, status, fragment of the message)
     (CHAT, {"json": {"messages": [{"role": "user", "content": ""}]}}, 400, "no text and no image"),
     (CHAT, {"json": {"messages": [user("https://example.com/a.png")]}}, 400, "only data: URLs"),
     (CHAT, {"json": {"messages": [user("data:image/png;base64,@@@")]}}, 400, "invalid base64"),
-    (CHAT, {"json": {"messages": [user("data:image/png," + _b64(PNG))]}}, 400, "base64,<data>"),
+    (
+        CHAT,
+        {"json": {"messages": [user(data_url(PNG).replace(";base64", ""))]}},
+        400,
+        "base64,<data>",
+    ),
     (CHAT, {"json": {"messages": [user(data_url(b"hello"))]}}, 400, "not a decodable image"),
     (CHAT, {"json": {"messages": [user(data_url(PNG[:60]))]}}, 400, "not a decodable image"),
     (CHAT, {"json": {"messages": [user(data_url(png_bytes((300, 100))))]}}, 400, "px a side"),
@@ -162,6 +159,15 @@ BAD = [  # (path, request kwargs, status, fragment of the message)
     (CHAT, {"json": {"messages": [user(data_url(png_bytes((100, 10))))]}}, 400, "aspect ratio"),
     (CHAT, {"json": {"messages": [user(*[data_url(PNG)] * 3)]}}, 400, "more than 2 images"),
     (CHAT, {"json": {"messages": [user(data_url(os.urandom(60_000)))]}}, 413, "larger than"),
+    (CHAT, {"json": {"messages": [user(text="<|image_pad|>")]}}, 400, "reserved token"),
+    (CHAT, {"json": {"messages": [{"role": "user", "content": "a<|im_end|>"}]}}, 400, "reserved"),
+    (GEN, {"json": {"prompt": "<|vision_start|>x"}}, 400, "reserved token '<|vision_start|>'"),
+    (
+        EDIT,
+        {"files": {"image": ("a.png", PNG, "image/png")}, "data": {"prompt": "<|video_pad|>"}},
+        400,
+        "reserved token",
+    ),
     (GEN, {"json": {"n": 1}}, 422, "prompt: Field required"),
     (GEN, {"json": {"prompt": ""}}, 422, "prompt"),
     (GEN, {"json": {"prompt": "   "}}, 400, "prompt is empty"),

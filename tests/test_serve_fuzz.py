@@ -62,7 +62,7 @@ def test_no_input_gets_a_5xx(api_schema, method, path, mode):
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
-        max_examples=10 if method == "POST" else 3,
+        max_examples=25 if method == "POST" else 3,
         deadline=None,
         derandomize=True,
         database=None,

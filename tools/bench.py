@@ -1,9 +1,15 @@
 """Benchmarks of the project's moving parts, one subcommand each (registered in `MODES`).
 
     python tools/bench.py executor [--n 2000] [--workers 2] [--out FILE.json]
+    python tools/bench.py gen-train --config bench_gen_cpu --baseline --ablate [--sweep batch=2,4]
+    python tools/bench.py sample --config bench_gen_cpu --baseline --batch 4 --steps 10
+    python tools/bench.py rollout --batches 4,16 --max-new-tokens 32
+    python tools/bench.py grpo-vs-trl
 
 prints a JSON report, then a short table. A new mode adds `add_<mode>_args(parser)` and
-`bench_<mode>(args) -> dict` and one line in `MODES`.
+`bench_<mode>(args) -> dict` and one line in `MODES`; the larger modes live in
+`unimodal/bench/` (`add_args`, `run`, `table`). Ratios between variants are measured in the
+same process, interleaved; see `unimodal/bench/common.py`.
 """
 
 from __future__ import annotations
@@ -128,7 +134,29 @@ Mode = tuple[
     Callable[[argparse.Namespace], dict[str, Any]],
     Callable[[dict[str, Any]], str],
 ]
-MODES: dict[str, Mode] = {"executor": (add_executor_args, bench_executor, table_executor)}
+
+
+def _mode(module: str) -> Mode:
+    """A mode that lives in `unimodal.bench.<module>` (imported only when it runs)."""
+    import importlib
+
+    def load():
+        return importlib.import_module(f"unimodal.bench.{module}")
+
+    return (
+        lambda parser: load().add_args(parser),
+        lambda args: load().run(args),
+        lambda report: load().table(report),
+    )
+
+
+MODES: dict[str, Mode] = {
+    "executor": (add_executor_args, bench_executor, table_executor),
+    "gen-train": _mode("gen_train"),
+    "sample": _mode("sample"),
+    "rollout": _mode("rollout"),
+    "grpo-vs-trl": _mode("grpo_trl"),
+}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

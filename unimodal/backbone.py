@@ -222,8 +222,24 @@ class Backbone(nn.Module):
                 params[k].copy_(v)
 
     # ------------------------------------------------------------------ prompts
+    @property
+    def reserved_tokens(self) -> list[str]:
+        """Control tokens (chat markers, image pads) that user text must not contain."""
+        added = list(self.tokenizer.get_added_vocab()) + list(self.tokenizer.all_special_tokens)
+        return sorted({t for t in added if t.startswith("<|")})
+
+    def check_text(self, text: str) -> None:
+        """Reject text that smuggles control tokens (they would corrupt the prompt's layout)."""
+        for t in self.reserved_tokens:
+            if t in text:
+                raise ValueError(f"text contains the reserved control token {t}")
+
     def render(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
-        """Render a conversation with the model's chat template."""
+        """Render a conversation with the model's chat template (control tokens in text refused)."""
+        for m in messages:
+            parts = m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}]
+            for part in parts:
+                self.check_text(part.get("text") or "")
         render = getattr(self.processor, "apply_chat_template", None)
         return render(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
 

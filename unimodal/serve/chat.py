@@ -3,7 +3,8 @@
 Images arrive as data URLs in `image_url` parts and become `{"type": "image"}` parts plus a PIL
 image each, the form `Pipeline.chat` takes. Streaming sends `chat.completion.chunk` objects as
 server-sent events and ends with `data: [DONE]`; a client that hangs up stops the decoding
-between pieces. Token counts in `usage` re-tokenise the text (close, not exact; image tokens not counted).
+between pieces. Token counts in `usage` re-tokenise the text (close, not exact; image tokens
+are not counted).
 
 Left out on purpose: n > 1, tools / function calling, logprobs, stop sequences.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 import uuid
@@ -23,12 +25,24 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from PIL import Image
 
-from unimodal.serve.limits import ApiError, ServeConfig, check_model, check_range, decode_data_url
+from unimodal.serve.limits import (
+    ApiError,
+    ServeConfig,
+    check_model,
+    check_range,
+    check_reserved,
+    decode_data_url,
+)
 from unimodal.serve.schemas import ERRORS, ChatMessage, ChatRequest, ChatResponse
 from unimodal.serve.state import ServerState, await_job, server_state, submit
 from unimodal.serve.worker import Job
 
-SSE = {"content": {"text/event-stream": {"schema": {"type": "string"}}}}
+EVENT = {  # one server-sent event: data is a JSON chat.completion.chunk, or [DONE] at the end
+    "type": "object",
+    "required": ["data"],
+    "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+}
+SSE = {"content": {"text/event-stream": {"schema": EVENT}}}
 router = APIRouter(tags=["chat"])
 
 
@@ -42,7 +56,7 @@ class ChatJob:
 
 
 def to_pipeline(
-    messages: list[ChatMessage], cfg: ServeConfig, reads_images: bool
+    messages: list[ChatMessage], cfg: ServeConfig, reads_images: bool, reserved: re.Pattern | None
 ) -> tuple[list[dict[str, Any]], list[Image.Image]]:
     """OpenAI messages -> (chat-template messages, their images in order), within the limits."""
     if len(messages) > cfg.max_messages:
@@ -54,6 +68,7 @@ def to_pipeline(
     chars = 0
     for i, m in enumerate(messages):
         if isinstance(m.content, str):
+            check_reserved(f"messages.{i}.content", m.content, reserved)
             out.append({"role": m.role, "content": m.content})
             chars += len(m.content)
             continue
@@ -61,6 +76,7 @@ def to_pipeline(
         for j, part in enumerate(m.content):
             where = f"messages.{i}.content.{j}"
             if part.type == "text":
+                check_reserved(where, part.text, reserved)
                 parts.append({"type": "text", "text": part.text})
                 chars += len(part.text)
                 continue
@@ -172,7 +188,9 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     temperature = 0.0 if body.temperature is None else body.temperature
     check_range("temperature", temperature, 0, cfg.max_temperature)
     reads_images = bool(getattr(state.pipe.backbone, "is_vlm", False))
-    messages, images = to_pipeline(body.messages, cfg, reads_images)
+    messages, images = await asyncio.to_thread(  # image decoding off the event loop
+        to_pipeline, body.messages, cfg, reads_images, state.reserved
+    )
     job = ChatJob(messages, images, int(max_tokens), float(temperature))
     if body.stream:
         q: asyncio.Queue = asyncio.Queue()

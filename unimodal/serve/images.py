@@ -10,6 +10,7 @@ other than the trained one (no resampling that would pass for the model's work).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated, Any, Literal
 
@@ -19,6 +20,7 @@ from unimodal.serve.limits import (
     ApiError,
     check_model,
     check_range,
+    check_reserved,
     check_text,
     decode_image,
     encode_png,
@@ -42,6 +44,7 @@ def _common(
             501, "this model folder has no image generator (chat only)", kind="not_implemented"
         )
     check_text("prompt", prompt, cfg.max_prompt_chars)
+    check_reserved("prompt", prompt, state.reserved)
     check_range("n", n, 1, cfg.max_n)
     if fmt == "url":
         raise ApiError(
@@ -93,13 +96,13 @@ async def edits(
     image: Annotated[UploadFile, File(description="the image to edit (PNG, JPEG, WebP, ...)")],
     prompt: Annotated[str, Form(description="the edit instruction")],
     model: Annotated[str | None, Form()] = None,
-    n: Annotated[int, Form()] = 1,
+    n: Annotated[int, Form(ge=1)] = 1,
     size: Annotated[str | None, Form()] = None,
     response_format: Annotated[Literal["b64_json", "url"], Form()] = "b64_json",
-    text_guidance: Annotated[float | None, Form()] = None,
-    image_guidance: Annotated[float | None, Form()] = None,
-    steps: Annotated[int | None, Form()] = None,
-    seed: Annotated[int, Form()] = 0,
+    text_guidance: Annotated[float | None, Form(ge=0)] = None,
+    image_guidance: Annotated[float | None, Form(ge=0)] = None,
+    steps: Annotated[int | None, Form(ge=1)] = None,
+    seed: Annotated[int, Form(ge=0)] = 0,
 ) -> ImageResponse:
     """Edit an uploaded image by an instruction (multipart form, as in OpenAI's API)."""
     state = server_state(request)
@@ -111,7 +114,8 @@ async def edits(
     steps = _check_sampler(
         state, steps, seed, text_guidance=text_guidance, image_guidance=image_guidance
     )
-    source = decode_image(await image.read(state.cfg.max_image_bytes + 1), state.cfg, "image")
+    data = await image.read(state.cfg.max_image_bytes + 1)
+    source = await asyncio.to_thread(decode_image, data, state.cfg, "image")
     pipe = state.pipe
 
     def run(jobs: list[Any]) -> list[list[str]]:

@@ -16,6 +16,7 @@ import io
 import re
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image
 
@@ -92,6 +93,20 @@ def check_text(name: str, text: str, limit: int) -> str:
     if len(text) > limit:
         raise ApiError(400, f"{name} has {len(text)} characters; the limit is {limit}", name)
     return text
+
+
+def check_reserved(name: str, text: str, reserved: re.Pattern | None) -> None:
+    """Refuse the tokenizer's control tokens (`<|im_start|>`, `<|image_pad|>`, ...) in user text:
+    they would forge turns or image slots that the prompt does not have."""
+    if reserved is not None and (m := reserved.search(text)):
+        raise ApiError(400, f"{name} contains the reserved token {m[0]!r}", name)
+
+
+def reserved_pattern(tokenizer: Any) -> re.Pattern | None:
+    """One regex for every added (special) token of `tokenizer`, None when it has none."""
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    tokens = sorted({t.content for t in added.values() if t.content.strip()}, key=len)
+    return re.compile("|".join(re.escape(t) for t in reversed(tokens))) if tokens else None
 
 
 def check_model(cfg: ServeConfig, model: str | None) -> None:

@@ -7,13 +7,15 @@ before the worker reaches its job cancels the job, so abandoned requests cost no
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from fastapi import Request
 
-from unimodal.serve.limits import ApiError, ServeConfig
+from unimodal.serve.limits import ApiError, ServeConfig, reserved_pattern
 from unimodal.serve.worker import Job, QueueFull, Worker
 
 
@@ -23,6 +25,11 @@ class ServerState:
     cfg: ServeConfig
     worker: Worker
     started: float = field(default_factory=time.time)
+
+    @cached_property
+    def reserved(self) -> re.Pattern | None:
+        """The tokenizer's control tokens, refused in user text (see `limits.check_reserved`)."""
+        return reserved_pattern(getattr(self.pipe.backbone, "tokenizer", None))
 
     @property
     def image_size(self) -> int | None:

@@ -1,0 +1,144 @@
+"""Two CPU processes (gloo, launched by `accelerate launch`) train the generator: both ranks
+hold identical trainable weights after each saved step, and a checkpoint written under two
+processes resumes under one. Also a two-process smoke run of stage 0 (`tools/train_mllm.py`).
+
+Run as a script, this file is the worker: it runs a tool's `main` with its `save_training`
+wrapped so that every rank writes a hash of the weights it is about to save.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_GEN = [
+    "--train.batch_size=2",
+    "--train.warmup_steps=1",
+    "--train.log_every=1",
+    "--train.save_every=1000",
+    "--sample.every=0",
+    "--eval.n_per_category=0",
+]
+
+
+def weights_hash(weights: dict) -> str:
+    """SHA-256 over the sorted names, dtypes, shapes and bytes of a state dict (or dict of them)."""
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        value = weights[name]
+        if isinstance(value, dict):
+            h.update(f"{name}:{weights_hash(value)}".encode())
+            continue
+        t = value.detach().cpu().contiguous()
+        h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(-1).view(dtype=__import__("torch").uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def worker(tool: str, argv: list[str]) -> None:
+    """Run `tools/<tool>.py` with `argv`; each rank writes OUT/hashes/rank<r>_step<s>.json."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    mod = __import__(tool)
+    from unimodal.config import load_config
+
+    original = mod.save_training
+
+    def save_training(acc, cfg_root, out_dir, step, weights, *args, **kwargs):
+        folder = Path(out_dir) / "hashes"
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {"rank": acc.process_index, "world": acc.num_processes, "step": step}
+        record["hash"] = weights_hash(weights)
+        (folder / f"rank{acc.process_index}_step{step}.json").write_text(json.dumps(record))
+        return original(acc, cfg_root, out_dir, step, weights, *args, **kwargs)
+
+    mod.save_training = save_training
+    mod.main(load_config(mod.CONFIG, argv))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(tool: str, args: list[str], procs: int, cwd: Path, timeout: float) -> str:
+    """Run the worker under `procs` processes; return its output (fails the test on error)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env.update(TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))
+    script = [__file__, tool, *args]
+    if procs == 1:
+        cmd = [sys.executable, *script]
+    else:
+        # `--cpu` alone starts one process unless mpirun is installed; the torchrun launcher
+        # (`--multi_gpu`) plus ACCELERATE_USE_CPU gives `procs` CPU processes on gloo.
+        env["ACCELERATE_USE_CPU"] = "1"
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+        cmd += ["--num_processes", str(procs), "--num_machines", "1", "--mixed_precision", "no"]
+        cmd += ["--dynamo_backend", "no", "--main_process_ip", "127.0.0.1"]
+        cmd += ["--main_process_port", str(free_port()), "--monitor_interval", "1", *script]
+    try:
+        out = subprocess.run(
+            cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as e:  # the process group is killed by subprocess.run
+        pytest.fail(f"{tool} under {procs} processes timed out after {timeout}s: {e.output}")
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, f"{tool} under {procs} processes failed:\n{log[-4000:]}"
+    return log
+
+
+def read_hashes(out: Path, step: int) -> dict[int, dict]:
+    return {
+        int(p.stem.split("_")[0][4:]): json.loads(p.read_text())
+        for p in (out / "hashes").glob(f"rank*_step{step}.json")
+    }
+
+
+def test_two_processes_agree_and_resume_under_one(tiny_backbone_dir, tmp_path):
+    from unimodal import checkpoint
+
+    out = tmp_path / "gen"
+    args = [f"--model.path={tiny_backbone_dir}", f"--train.out_dir={out}", *TINY_GEN]
+    launch("train_gen", [*args, "--train.steps=3", "--train.stop_at=2"], 2, tmp_path, 120)
+    ranks = read_hashes(out, 2)
+    assert sorted(ranks) == [0, 1] and all(r["world"] == 2 for r in ranks.values())
+    assert ranks[0]["hash"] == ranks[1]["hash"], "ranks diverged: gradients were not synced"
+    ckpt2 = checkpoint.latest(out)
+    assert ckpt2 is not None and ckpt2.name == "step_00000002", ckpt2
+    saved = {"trainable": checkpoint.load_weights(ckpt2, "trainable")}
+    saved["ema"] = checkpoint.load_weights(ckpt2, "ema")
+    assert weights_hash(saved) == ranks[0]["hash"], "checkpoint differs from rank 0's weights"
+    assert checkpoint.load_train_state(ckpt2)["position"] == 2 * 2 * 2  # steps x ranks x batch
+    assert not (out / "final").exists()  # stopped at 2 of 3 steps
+
+    log = launch("train_gen", [*args, "--train.steps=3"], 1, tmp_path, 120)
+    assert f"resumed from {ckpt2} at step 2" in log
+    ckpt3 = checkpoint.latest(out)
+    assert ckpt3 is not None and ckpt3 != ckpt2
+    assert checkpoint.load_train_state(ckpt3)["position"] == 8 + 2
+    after = checkpoint.load_weights(ckpt3, "trainable")
+    changed = [k for k, v in after.items() if not v.equal(saved["trainable"][k])]
+    assert changed and all(v.isfinite().all() for v in after.values())
+    assert (out / "final" / "generator.safetensors").is_file()
+    assert read_hashes(out, 3)[0]["world"] == 1
+
+
+def test_stage0_two_processes(tiny_backbone_dir, tmp_path):
+    out = tmp_path / "mllm"
+    args = [f"--model.path={tiny_backbone_dir}", f"--train.out_dir={out}", "--train.steps=3"]
+    args += ["--train.stop_at=2", "--train.batch_size=2", "--train.warmup_steps=1"]
+    launch("train_mllm", args, 2, tmp_path, 120)
+    ranks = read_hashes(out, 2)
+    assert sorted(ranks) == [0, 1] and ranks[0]["hash"] == ranks[1]["hash"]
+
+
+if __name__ == "__main__":
+    worker(sys.argv[1], sys.argv[2:])

@@ -1,0 +1,229 @@
+"""What every benchmark mode shares: interleaved timing, paired ratios, FLOP counting, MFU, peak
+memory, machine facts, sweep parsing and plots.
+
+Timing: each round runs every variant once, in an order rotated from round to round; the ratio
+of two variants is the median over rounds of their per-round time ratio (paired), which cancels
+slow drifts in machine load. Left out on purpose: CUDA-event timing (wall clock with a device
+synchronise is enough for whole steps).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Dense bf16 tensor-core peaks (FLOP/s) by device-name fragment; the first match wins.
+PEAK_BF16 = (
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("H200", 989e12),
+    ("GH200", 989e12),
+    ("B200", 2250e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+    ("A10G", 70e12),
+)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The device's dense bf16 peak in FLOP/s, or None when unknown (CPUs, unlisted GPUs)."""
+    if device.type != "cuda":
+        return None
+    name = device_name(device)
+    return next((peak for frag, peak in PEAK_BF16 if frag in name), None)
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    return {
+        "device": device_name(device),
+        "device_type": device.type,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "load_average_1m": os.getloadavg()[0],
+        "peak_bf16_flops": peak_flops(device),
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mb(device: torch.device) -> float | None:
+    """Peak allocated device memory since the last reset (GPU), None on CPU (see peak_rss_mb)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return None
+
+
+def interleave(
+    units: dict[str, Callable[[], None]],
+    rounds: int,
+    warmup: int,
+    device: torch.device,
+    peaks: dict[str, float | None] | None = None,
+) -> dict[str, list[float]]:
+    """Seconds per call of each unit, `rounds` times, order rotated each round; after `warmup`
+    untimed calls each. `peaks` (if given) receives each unit's peak device memory (MiB)."""
+    names = list(units)
+    for name in names:
+        for _ in range(warmup):
+            units[name]()
+    sync(device)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            reset_peak_memory(device)
+            sync(device)
+            start = time.perf_counter()
+            units[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+            if peaks is not None:
+                mem = peak_memory_mb(device)
+                old = peaks.get(name)
+                peaks[name] = mem if old is None or mem is None else max(old, mem)
+    return times
+
+
+def paired_ratio(base: Sequence[float], other: Sequence[float]) -> dict[str, float]:
+    """Speed-up of `other` over `base` (time ratio base/other): `best` is the ratio of the best
+    times (load only ever adds time), `median` / `min` / `max` are over per-round ratios."""
+    ratios = [b / o for b, o in zip(base, other)]
+    return {
+        "best": min(base) / min(other),
+        "median": statistics.median(ratios),
+        "min": min(ratios),
+        "max": max(ratios),
+    }
+
+
+def set_threads(n: int, device: torch.device) -> int:
+    """Intra-op threads: `n`, or for 0 one thread on CPU (spinning thread pools on a shared
+    machine make times erratic) and torch's default on GPU."""
+    if n > 0 or device.type == "cpu":
+        torch.set_num_threads(max(n, 1))
+    return torch.get_num_threads()
+
+
+def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _cpu_sdpa_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *a, **k) -> int:
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+def count_flops(fn: Callable[[], Any]) -> dict[str, Any]:
+    """FLOPs of one call of `fn` (matmuls, convolutions, attention), total and per top module."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    aten = torch.ops.aten
+    mapping: dict[Any, Callable[..., int]] = {}
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):  # not counted by default
+        mapping[aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_sdpa_flops
+        mapping[aten._scaled_dot_product_flash_attention_for_cpu_backward] = (
+            _cpu_sdpa_backward_flops
+        )
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        fn()
+    by_module: dict[str, int] = {}  # per child of the root: its outermost called module
+    for name, ops in counter.get_flop_counts().items():
+        if "." in name:
+            child = name.split(".")[1]
+            by_module[child] = max(by_module.get(child, 0), sum(ops.values()))
+    return {"total": counter.get_total_flops(), "by_module": by_module}
+
+
+def parse_sweep(text: str | None, allowed: Sequence[str]) -> tuple[str, list[int]] | None:
+    """`"batch=8,16,32"` -> ("batch", [8, 16, 32]); the key must be one of `allowed`."""
+    if not text:
+        return None
+    key, eq, values = text.partition("=")
+    if not eq or key not in allowed:
+        raise SystemExit(f"--sweep: expected KEY=V1,V2,... with KEY one of {list(allowed)}")
+    try:
+        return key, [int(v) for v in values.split(",") if v]
+    except ValueError:
+        raise SystemExit(f"--sweep: values must be integers, got '{values}'") from None
+
+
+def plot_sweep(
+    key: str, values: Sequence[int], series: dict[str, Sequence[float]], ylabel: str, path: Path
+) -> Path:
+    """Line plot of each series against the swept values, saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    for name, ys in series.items():
+        ax.plot(list(values), list(ys), marker="o", label=name)
+    ax.set_xlabel(key)
+    ax.set_ylabel(ylabel)
+    ax.set_xscale("log", base=2)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def speedup(ratio: dict[str, float] | None) -> str:
+    """`1.23x (median 1.20x)` for a `paired_ratio`, empty for none."""
+    return f"{ratio['best']:.2f}x (median {ratio['median']:.2f}x)" if ratio else ""
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain fixed-width text table."""
+    cells = [[str(c) for c in header]] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)

@@ -1,0 +1,171 @@
+"""`bench.py rollout`: generated tokens/s of RL sampling from the backbone, ours against plain
+`transformers` `model.generate`, same prompts, same `max_new_tokens`, sampling on.
+
+Variants per batch size: `ours` (`unimodal.sampling.sample`, finished rows dropped from the batch
+and the KV cache), `ours, no compaction` (finished rows kept and masked) and `hf generate`
+(`do_sample=True`, `top_k=0`, same EOS and pad ids). A random backbone rarely samples EOS, so
+`--eos-rate` adds a bias to the EOS logit that ends about that fraction of rows per step, which
+gives the spread of lengths real rollouts have (0: no bias). Tokens are counted up to and
+including each row's EOS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from unimodal.bench import common
+from unimodal.bench.common import speedup
+
+SWEEP_KEYS = ("batch", "new_tokens", "prompt_len")
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="", help="a local HF folder (default: the preset)")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--batches", default="", help="batch sizes (default 8,64,256 GPU; 4,16 CPU)")
+    p.add_argument("--max-new-tokens", type=int, default=0, help="0: 256 on GPU, 32 on CPU")
+    p.add_argument("--prompt-len", type=int, default=32, help="approximate prompt tokens")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--eos-rate", type=float, default=0.03)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="0: 1 on CPU, default on GPU")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    p.add_argument("--no-hf", dest="hf", action="store_false", help="skip model.generate")
+    p.add_argument("--sweep", help=f"KEY=V1,V2,... with KEY in {SWEEP_KEYS}")
+    p.add_argument("--plot", type=Path)
+
+
+def bias_eos(backbone, rate: float, prompt) -> None:
+    """Give the LM head a bias on the EOS logit so that P(EOS) is about `rate` per step."""
+    head = backbone.model.get_output_embeddings()
+    eos = backbone.eos_token_ids[0]
+    lin = nn.Linear(head.in_features, head.out_features, bias=True)
+    lin = lin.to(head.weight.device, head.weight.dtype)
+    with torch.no_grad():
+        lin.weight.copy_(head.weight)
+        lin.bias.zero_()
+        logits = lin(backbone.run(prompt).last_hidden_state[:, -1]).float()  # (B, V)
+        others = torch.cat([logits[:, :eos], logits[:, eos + 1 :]], 1).logsumexp(-1)
+        lin.bias[eos] = float((others - logits[:, eos]).mean()) + math.log(rate / (1 - rate))
+    backbone.model.lm_head = lin
+
+
+def prompts(n: int, length: int) -> list[str]:
+    words = "sort the list then return the sum of the even values in it".split()
+    return [" ".join(words[(i + j) % len(words)] for j in range(length)) + f" #{i}" for i in range(n)]  # fmt: skip
+
+
+def completion_tokens(ids: torch.Tensor, eos: list[int]) -> int:
+    """Tokens up to and including each row's first EOS, all T where there is none (B, T)."""
+    is_eos = torch.isin(ids, torch.tensor(eos, device=ids.device))  # (B, T)
+    first = is_eos.int().argmax(1) + 1  # (B,)
+    return int(torch.where(is_eos.any(1), first, ids.shape[1]).sum())
+
+
+def compare(args, backbone, device: torch.device, batch: int, new: int, plen: int) -> dict:
+    from unimodal.sampling import sample
+
+    prompt = backbone.encode(prompts(batch, plen)).to(device)
+    eos, pad = backbone.eos_token_ids, backbone.tokenizer.pad_token_id
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and device.type == "cuda")
+    made: dict[str, list[int]] = {}  # tokens per call, per variant
+
+    def ours(compact: bool):
+        name = "ours" if compact else "ours, no compaction"
+
+        def call() -> None:
+            n = len(made.setdefault(name, []))  # the same seeds, call by call, for both
+            g = torch.Generator(device=device).manual_seed(n)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = sample(backbone, prompt, new, args.temperature, args.top_p, g, compact=compact)  # fmt: skip
+            made[name].append(int(out.completion_mask.sum()))
+
+        return call
+
+    def hf() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = backbone.model.generate(
+                input_ids=prompt.input_ids, attention_mask=prompt.attention_mask,
+                do_sample=True, temperature=args.temperature, top_p=args.top_p, top_k=0,
+                max_new_tokens=new, eos_token_id=eos, pad_token_id=pad,
+            )  # fmt: skip
+        made.setdefault("hf generate", []).append(
+            completion_tokens(out[:, prompt.input_ids.shape[1] :], eos)
+        )
+
+    units = {"ours": ours(True), "ours, no compaction": ours(False)}
+    if args.hf:
+        units["hf generate"] = hf
+    peaks: dict[str, float | None] = {}
+    times = common.interleave(units, args.rounds, args.warmup, device, peaks)
+    res: dict[str, Any] = {"batch": batch, "max_new_tokens": new, "variants": {}, "ratios": {}}
+    res["prompt_tokens"] = int(prompt.input_ids.shape[1])
+    per_token = {n: [t / k for t, k in zip(ts, made[n][-len(ts) :])] for n, ts in times.items()}
+    for name, t in times.items():
+        tokens = made[name][-len(t) :]
+        res["variants"][name] = {
+            "tokens": tokens,  # per timed call (lengths vary with the seed)
+            "tokens_per_s": sum(tokens) / sum(t),
+            "row_steps_per_s": batch * new / statistics.median(t),  # if every row ran to the end
+            "call_s": statistics.median(t),
+            "round_s": t,
+            "peak_memory_mb": peaks.get(name),
+        }
+        if name != "ours":  # paired over rounds, in seconds per generated token
+            res["ratios"][f"ours vs {name}"] = common.paired_ratio(
+                per_token[name], per_token["ours"]
+            )
+    return res
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from unimodal.backbone import Backbone
+    from unimodal.tiny import ensure_backbone
+
+    device = common.pick_device(args.device)
+    common.set_threads(args.threads, device)
+    gpu = device.type == "cuda"
+    batches = [int(b) for b in (args.batches or ("8,64,256" if gpu else "4,16")).split(",")]
+    new = args.max_new_tokens or (256 if gpu else 32)
+    backbone = Backbone.from_pretrained(ensure_backbone(args.model, args.preset)).freeze()
+    backbone = backbone.to(device)
+    if args.eos_rate > 0:
+        bias_eos(backbone, args.eos_rate, backbone.encode(prompts(8, args.prompt_len)).to(device))
+    report: dict[str, Any] = {"mode": "rollout", "machine": common.machine(device)}
+    report.update(model=args.model or f"preset {args.preset}", eos_rate=args.eos_rate)
+    report.update(temperature=args.temperature, top_p=args.top_p, rounds=args.rounds)
+    report["points"] = [compare(args, backbone, device, b, new, args.prompt_len) for b in batches]
+    sweep = common.parse_sweep(args.sweep, SWEEP_KEYS)
+    if sweep:
+        key, values = sweep
+        pts = []
+        for v in values:
+            b = v if key == "batch" else batches[-1]
+            n = v if key == "new_tokens" else new
+            pts.append({"value": v, **compare(args, backbone, device, b, n, v if key == "prompt_len" else args.prompt_len)})  # fmt: skip
+        series = {name: [p["variants"][name]["tokens_per_s"] for p in pts] for name in pts[0]["variants"]}  # fmt: skip
+        plot = args.plot or Path("runs/bench") / f"rollout_{key}.png"
+        common.plot_sweep(key, values, series, "generated tokens / s", plot)
+        report["sweep"] = {"key": key, "values": values, "points": pts, "plot": str(plot)}
+    return report
+
+
+def table(report: dict[str, Any]) -> str:
+    rows = []
+    for p in report["points"]:
+        for name, v in p["variants"].items():
+            ratio = p["ratios"].get(f"ours vs {name}", {})
+            rows.append((p["batch"], name, sum(v["tokens"]), v["tokens_per_s"],
+                         speedup(ratio), v["peak_memory_mb"]))  # fmt: skip
+    head = ("batch", "rollout", "tokens", "tokens/s", "ours is faster by", "peak MiB")
+    return common.format_table(head, rows) + f"\nEOS rate per step {report['eos_rate']}"
