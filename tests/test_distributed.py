@@ -85,9 +85,7 @@ def launch(tool: str, args: list[str], procs: int, cwd: Path, timeout: float) ->
         cmd += ["--dynamo_backend", "no", "--main_process_ip", "127.0.0.1"]
         cmd += ["--main_process_port", str(free_port()), "--monitor_interval", "1", *script]
     try:
-        out = subprocess.run(
-            cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-        )
+        out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:  # the process group is killed by subprocess.run
         pytest.fail(f"{tool} under {procs} processes timed out after {timeout}s: {e.output}")
     log = out.stdout + out.stderr

@@ -75,11 +75,13 @@ class Preset:
     vision_dim: int
     vision_heads: int
     image_pixels: int  # images are resized to about this many pixels (area)
+    init_std: float  # weight init; the tiny preset is used untrained, as a random-feature
+    # backbone, where a larger scale mixes prompt tokens into the query positions far more
 
 
 PRESETS = {
-    "tiny": Preset(2048, 64, 128, 2, 4, 2, 1, 32, 2, 56 * 56),
-    "small": Preset(8192, 384, 1024, 8, 6, 2, 4, 192, 4, 112 * 112),
+    "tiny": Preset(2048, 64, 128, 2, 4, 2, 1, 32, 2, 56 * 56, 0.3),
+    "small": Preset(8192, 384, 1024, 8, 6, 2, 4, 192, 4, 112 * 112, 0.02),
 }
 
 
@@ -176,6 +178,7 @@ def build_backbone(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> 
             max_position_embeddings=4096,
             rope_parameters={"rope_type": "default", "mrope_section": mrope, "rope_theta": 1e4},
             bos_token_id=None,
+            initializer_range=p.init_std,
             eos_token_id=ids["<|im_end|>"],
             pad_token_id=ids["<|endoftext|>"],
         ),
@@ -187,6 +190,7 @@ def build_backbone(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> 
             patch_size=14,
             spatial_merge_size=2,
             temporal_patch_size=2,
+            initializer_range=p.init_std,
         ),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],

@@ -151,12 +151,22 @@ def _cpu_sdpa_backward_flops(grad_out_shape, query_shape, key_shape, value_shape
     return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
+def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation,
+                         transposed, _out_padding, _groups, output_mask, *a, **k) -> int:  # fmt: skip
+    """Grouped-convolution aware: each requested gradient costs one forward convolution (torch's
+    own formula overcounts depthwise convolutions by about the number of groups)."""
+    from torch.utils.flop_counter import conv_flop_count
+
+    fwd = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+    return fwd * (int(output_mask[0]) + int(output_mask[1]))
+
+
 def count_flops(fn: Callable[[], Any]) -> dict[str, Any]:
     """FLOPs of one call of `fn` (matmuls, convolutions, attention), total and per top module."""
     from torch.utils.flop_counter import FlopCounterMode
 
     aten = torch.ops.aten
-    mapping: dict[Any, Callable[..., int]] = {}
+    mapping: dict[Any, Callable[..., int]] = {aten.convolution_backward: _conv_backward_flops}
     if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):  # not counted by default
         mapping[aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_sdpa_flops
         mapping[aten._scaled_dot_product_flash_attention_for_cpu_backward] = (

@@ -164,11 +164,14 @@ def compare(args: argparse.Namespace, cfg, device: torch.device, prompt_len: int
         gen, step = build_unit(cfg, backbone, o, device, batches)
         if not batches:
             batches += make_batches(gen, cfg, 2, prompt_len, device)
-        if args.flops:
+        if args.flops:  # backward FLOPs cannot be told apart by module: forward only for those
             flops[name] = common.count_flops(step)
+            flops[name]["forward_by_module"] = common.count_flops(
+                lambda gen=gen, b=batches[0]: gen(*b)
+            )["by_module"]
         if o.compile:
-            gen.decoder.compile()
-            gen.connector.compile()
+            gen.decoder.compile(dynamic=False)  # one graph per resolution
+            gen.connector.compile(dynamic=False)
         units[name] = lambda step=step: [step() for _ in range(args.steps)]
     peaks: dict[str, float | None] = {}
     times = common.interleave(units, args.rounds, args.warmup, device, peaks)
@@ -185,7 +188,7 @@ def compare(args: argparse.Namespace, cfg, device: torch.device, prompt_len: int
             "round_s": times[name],
             "peak_memory_mb": peaks.get(name),
             "flops_per_step": f,
-            "flops_by_module": flops.get(name, {}).get("by_module"),
+            "forward_flops_by_module": flops.get(name, {}).get("forward_by_module"),
             "achieved_tflops": f / step_s / 1e12 if f else None,
             "mfu": f / step_s / peak if f and peak else None,
         }

@@ -140,7 +140,7 @@ def compare(args: argparse.Namespace, cfg, device: torch.device, steps: int, siz
             prompt = gen.encode_prompts(prompts, images).to(device)
             naive(gen, prompt, o, b)
             if o.compile:
-                gen.decoder.compile()
+                gen.decoder.compile(dynamic=False)  # one graph per resolution
             kw = dict(steps=steps, guidance=args.guidance, scale_index=k, images=images, ref=r)
             if edit:
                 kw["image_guidance"] = args.image_guidance

@@ -1,0 +1,87 @@
+"""`tools/bench.py` modes on the tiny backbone: each writes a JSON report with its variants and
+same-process ratios, sweeps write a PNG, and grpo-vs-trl skips cleanly without TRL."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+
+import bench  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def keep_threads():
+    before = torch.get_num_threads()  # the modes pin one thread on CPU
+    yield
+    torch.set_num_threads(before)
+
+
+def run_mode(argv: list[str], tmp_path: Path, capsys) -> dict:
+    out = tmp_path / "report.json"
+    report = bench.main([*argv, "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    assert printed.rstrip().splitlines()[-1]  # the table comes last
+    return report
+
+
+def test_gen_train_ratios_flops_and_sweep(tiny_backbone_dir, tmp_path, capsys):
+    plot = tmp_path / "sweep.png"
+    argv = ["gen-train", "--set", f"model.path={tiny_backbone_dir}", "--batch", "2"]
+    argv += ["--steps", "1", "--rounds", "2", "--warmup", "0", "--ablate"]
+    argv += ["--sweep", "batch=1", "--plot", str(plot)]
+    r = run_mode(argv, tmp_path, capsys)
+    v = r["variants"]
+    assert set(v) == {"optimised", "baseline", "only prefix_cache", "only fused_adamw"}
+    assert v["baseline"]["options"] == {
+        "prefix_cache": False, "fused_adamw": False, "compile": False, "precision": "fp32"
+    }  # fmt: skip
+    assert all(x["images_per_s"] > 0 and len(x["round_s"]) == 2 for x in v.values())
+    assert set(r["ratios"]) == set(v) - {"baseline"}
+    assert v["optimised"]["flops_per_step"] < v["baseline"]["flops_per_step"]  # prefix cache
+    assert v["only fused_adamw"]["flops_per_step"] == v["baseline"]["flops_per_step"]
+    assert {"backbone", "decoder", "connector"} <= set(v["baseline"]["forward_flops_by_module"])
+    assert v["baseline"]["mfu"] is None  # no known peak on a CPU
+    assert r["sweep"]["values"] == [1] and plot.stat().st_size > 1000
+    assert all(p["variants"]["optimised"]["images_per_s"] > 0 for p in r["sweep"]["points"])
+
+
+def test_sample_reports_calls_and_ratio(tiny_backbone_dir, tmp_path, capsys):
+    argv = ["sample", "--set", f"model.path={tiny_backbone_dir}", "--batch", "2"]
+    argv += ["--steps", "3", "--rounds", "1", "--warmup", "0", "--baseline"]
+    r = run_mode(argv, tmp_path, capsys)
+    v = r["variants"]
+    assert set(v) == {"t2i optimised", "t2i baseline", "edit optimised", "edit baseline"}
+    assert v["t2i optimised"]["calls"]["backbone_passes"] == 1
+    assert v["t2i baseline"]["calls"]["backbone_passes"] == 1 + 3  # re-encoded every step
+    assert v["edit optimised"]["calls"]["decoder_batch"] == [3 * 2]
+    assert set(r["ratios"]) == {"t2i optimised", "edit optimised"}
+
+
+def test_rollout_against_hf_generate(tiny_backbone_dir, tmp_path, capsys):
+    argv = ["rollout", "--model", str(tiny_backbone_dir), "--batches", "2,3"]
+    argv += ["--max-new-tokens", "6", "--rounds", "2", "--warmup", "0", "--eos-rate", "0.2"]
+    argv += ["--sweep", "new_tokens=2,4", "--plot", str(tmp_path / "tokens.png")]
+    r = run_mode(argv, tmp_path, capsys)
+    assert [p["max_new_tokens"] for p in r["sweep"]["points"]] == [2, 4]
+    assert (tmp_path / "tokens.png").stat().st_size > 1000
+    assert [p["batch"] for p in r["points"]] == [2, 3]
+    for p in r["points"]:
+        v = p["variants"]
+        assert set(v) == {"ours", "ours, no compaction", "hf generate"}
+        assert v["ours"]["tokens"] == v["ours, no compaction"]["tokens"]  # same seeds
+        assert all(0 < t <= p["batch"] * 6 for x in v.values() for t in x["tokens"])
+        assert set(p["ratios"]) == {"ours vs ours, no compaction", "ours vs hf generate"}
+
+
+def test_grpo_vs_trl_skips_without_trl(tmp_path, capsys):
+    if __import__("importlib").util.find_spec("trl") is not None:
+        pytest.skip("trl is installed")
+    r = run_mode(["grpo-vs-trl"], tmp_path, capsys)
+    assert "trl is not installed" in r["skipped"]
