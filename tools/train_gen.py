@@ -71,6 +71,11 @@ class GenEvalConfig:
     edit_n: int = 100  # editing runs: held-out edit pairs to score (0: skip)
 
 
+@dataclass
+class SpeedConfig:
+    compile: bool = False  # torch.compile the decoder and connector (GPU; slow to build on CPU)
+
+
 def tiny_cpu_model() -> GenModelConfig:
     """The embedded default: small enough to train on 2 CPU cores in about ten minutes."""
     return GenModelConfig(
@@ -108,6 +113,7 @@ class GenTrainConfig:
     )
     sample: SampleConfig = field(default_factory=SampleConfig)
     eval: GenEvalConfig = field(default_factory=GenEvalConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)  # gen.prefix_cache is the other
 
 
 CONFIG = GenTrainConfig
@@ -136,6 +142,9 @@ def main(cfg: GenTrainConfig) -> dict:
     with acc.main_process_first():
         path = ensure_backbone(cfg.model.path, cfg.model.preset)
     gen = Generator(cfg.gen, Backbone.from_pretrained(path))
+    if cfg.speed.compile:  # one static graph per resolution (three scales)
+        gen.decoder.compile(dynamic=False)
+        gen.connector.compile(dynamic=False)
     named = trainable(gen)
     params = list(named.values())
     opt, sched = make_optimizer(params, tc)
