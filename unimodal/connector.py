@@ -1,7 +1,8 @@
 """Connector: a small bidirectional transformer from query states to decoder condition tokens.
 
 Input is the backbone's hidden states at one scale's query positions (B, s*s, D_backbone); a
-linear map to the connector width, a learned per-scale embedding, `depth` pre-norm transformer
+linear map to the connector width, a learned per-scale embedding and a learned 2-D position
+embedding per scale grid (initialised from a sin-cos code), `depth` pre-norm transformer
 encoder layers with full (bidirectional) attention, then a projection to the decoder's caption
 width. One connector serves every scale.
 
@@ -32,10 +33,20 @@ class ConnectorConfig:
 
 
 class Connector(nn.Module):
-    def __init__(self, cfg: ConnectorConfig, in_dim: int, out_dim: int, num_scales: int):
+    def __init__(self, cfg: ConnectorConfig, in_dim: int, out_dim: int, scales: tuple[int, ...]):
         super().__init__()
+        from unimodal.queries import sincos_1d
+
         self.inp = nn.Linear(in_dim, cfg.width)
-        self.scale_embed = nn.Parameter(torch.zeros(num_scales, cfg.width))
+        self.scale_embed = nn.Parameter(torch.zeros(len(scales), cfg.width))
+        self.pos = nn.ParameterList(
+            nn.Parameter(
+                (sincos_1d(s, cfg.width)[:, None] + sincos_1d(s, cfg.width).flip(-1)[None])
+                .reshape(s * s, cfg.width)
+                .mul(0.5)
+            )
+            for s in scales
+        )
         layer = nn.TransformerEncoderLayer(
             cfg.width,
             cfg.heads,
@@ -51,6 +62,6 @@ class Connector(nn.Module):
 
     def forward(self, states: torch.Tensor, scale_index: int) -> torch.Tensor:
         """(B, N, D_backbone) -> condition tokens (B, N, D_cond)."""
-        x = self.inp(states.float()) + self.scale_embed[scale_index]  # (B, N, W)
+        x = self.inp(states.float()) + self.scale_embed[scale_index] + self.pos[scale_index]
         x = self.blocks(x)  # (B, N, W)
         return self.out(self.norm(x))  # (B, N, D_cond)

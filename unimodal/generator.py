@@ -75,6 +75,8 @@ class GenModelConfig:
     align_target: str = "backbone"  # backbone | encoder
     projector_dim: int = 256
     prompt_prefix: str = ""  # text put before every prompt, e.g. "Generate an image: "
+    relative_queries: bool = False  # subtract the query states of the empty prompt, so the
+    # condition keeps only what the prompt changes (helps weak, e.g. random, backbones)
     edit: bool = False  # editing: source image as vision tokens (+ reference latents)
     edit_reference: bool = True  # editing: also feed the source as reference latents
     image_dropout: float = 0.1  # editing: reference dropped (zeros) with this probability
@@ -137,7 +139,7 @@ class Generator(nn.Module):
         width = backbone.hidden_size
         self.queries = MultiScaleQueries(cfg.queries, width)
         scales = cfg.queries.scales
-        self.connector = Connector(cfg.connector, width, self.decoder.cond_dim, len(scales))
+        self.connector = Connector(cfg.connector, width, self.decoder.cond_dim, tuple(scales))
         self.nulls = nn.ModuleList(NullCondition(s * s, self.decoder.cond_dim) for s in scales)
         self.encoder = encoder
         if cfg.align_target == "encoder" and encoder is None:
@@ -171,7 +173,12 @@ class Generator(nn.Module):
             hidden = self.backbone.forward_with_prefix_cache(prompt, queries)
         else:  # one pass: without gradients the prompt is computed once either way
             hidden = self.backbone.forward_with_extra_embeddings(prompt, queries)
-        return self.queries.split(hidden.float())
+        states = self.queries.split(hidden.float())
+        if self.cfg.relative_queries:
+            empty = self.encode_prompts([""]).to(prompt.input_ids.device)
+            base = self.backbone.forward_with_extra_embeddings(empty, self.queries(1))
+            states = [h - b for h, b in zip(states, self.queries.split(base.float()))]
+        return states
 
     def conditions(self, states: list[torch.Tensor]) -> list[torch.Tensor]:
         return [self.connector(h, k) for k, h in enumerate(states)]  # [(B, s*s, Dc)]
