@@ -85,3 +85,14 @@ def test_grpo_vs_trl_skips_without_trl(tmp_path, capsys):
         pytest.skip("trl is installed")
     r = run_mode(["grpo-vs-trl"], tmp_path, capsys)
     assert "trl is not installed" in r["skipped"]
+
+
+def test_gen_train_on_edit_pairs(tiny_backbone_dir, tmp_path, capsys):
+    argv = ["gen-train", "--set", f"model.path={tiny_backbone_dir}", "--batch", "2"]
+    argv += ["--set", "gen.edit=true", "--set", "data.edit_fraction=1.0", "--baseline"]
+    argv += ["--steps", "1", "--rounds", "1", "--warmup", "0"]
+    r = run_mode(argv, tmp_path, capsys)
+    assert (
+        r["variants"]["optimised"]["flops_per_step"] < r["variants"]["baseline"]["flops_per_step"]
+    )
+    assert r["mean_prompt_tokens"] > 20  # the source image's vision tokens are in the prompt

@@ -167,7 +167,7 @@ def compare(args: argparse.Namespace, cfg, device: torch.device, prompt_len: int
         if args.flops:  # backward FLOPs cannot be told apart by module: forward only for those
             flops[name] = common.count_flops(step)
             flops[name]["forward_by_module"] = common.count_flops(
-                lambda gen=gen, b=batches[0]: gen(*b)
+                lambda gen=gen, b=batches[0]: gen(b[0], b[1], None, b[2])
             )["by_module"]
         if o.compile:
             gen.decoder.compile(dynamic=False)  # one graph per resolution
