@@ -10,6 +10,12 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import torch  # noqa: E402
+
+# One intra-op thread: the suite runs executor workers and servers beside torch on 2 cores,
+# where oversubscribed OpenMP threads are many times slower.
+torch.set_num_threads(1)
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

@@ -1,9 +1,10 @@
 """What every benchmark mode shares: interleaved timing, paired ratios, FLOP counting, MFU, peak
 memory, machine facts, sweep parsing and plots.
 
-Timing: each round runs every variant once, in an order rotated from round to round; the ratio
-of two variants is the median over rounds of their per-round time ratio (paired), which cancels
-slow drifts in machine load. Left out on purpose: CUDA-event timing (wall clock with a device
+Timing: each round runs every variant once, in an order rotated from round to round. Rates
+come from each variant's best round (load on a shared machine only ever adds time); a ratio is
+reported both as the ratio of best rounds and as the median of per-round ratios (paired, which
+cancels slow drifts in load). Left out on purpose: CUDA-event timing (wall clock with a device
 synchronise is enough for whole steps).
 """
 
@@ -209,7 +210,8 @@ def plot_sweep(
         ax.plot(list(values), list(ys), marker="o", label=name)
     ax.set_xlabel(key)
     ax.set_ylabel(ylabel)
-    ax.set_xscale("log", base=2)
+    if min(values) > 0:
+        ax.set_xscale("log", base=2)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
