@@ -1,9 +1,11 @@
 """`tools/bench.py` modes on the tiny backbone: each writes a JSON report with its variants and
-same-process ratios, sweeps write a PNG, and grpo-vs-trl skips cleanly without TRL."""
+same-process ratios, sweeps write a PNG; grpo-vs-trl runs TRL beside ours, or skips without it."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -80,11 +82,28 @@ def test_rollout_against_hf_generate(tiny_backbone_dir, tmp_path, capsys):
         assert set(p["ratios"]) == {"ours vs ours, no compaction", "ours vs hf generate"}
 
 
-def test_grpo_vs_trl_skips_without_trl(tmp_path, capsys):
-    if __import__("importlib").util.find_spec("trl") is not None:
-        pytest.skip("trl is installed")
+def test_grpo_vs_trl_skips_without_trl(tmp_path, capsys, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "trl" else find_spec(name, *a)
+    )
     r = run_mode(["grpo-vs-trl"], tmp_path, capsys)
     assert "trl is not installed" in r["skipped"]
+
+
+def test_grpo_vs_trl_same_work(tiny_backbone_dir, tmp_path, capsys):
+    pytest.importorskip("trl")
+    argv = ["grpo-vs-trl", "--model", str(tiny_backbone_dir), "--prompts", "2", "--group", "2"]
+    argv += ["--max-new-tokens", "4", "--rounds", "2", "--warmup", "1"]
+    r = run_mode(argv, tmp_path, capsys)
+    v = r["variants"]
+    assert set(v) == {"ours", "trl"} and r["work"]["completions"] == 4
+    assert all(x["step_s"] > 0 and len(x["round_s"]) == 2 for x in v.values())
+    # EOS is banned on both sides, so every completion runs to max_new_tokens
+    assert v["ours"]["completion_tokens"] == v["trl"]["completion_tokens"] == [4 * 4] * 2
+    ratio = r["ratio_trl_over_ours"]
+    assert all(math.isfinite(ratio[k]) and ratio[k] > 0 for k in ("best", "median"))
+    assert all(x["peak_memory_mb"] is None or x["peak_memory_mb"] > 0 for x in v.values())
 
 
 def test_gen_train_on_edit_pairs(tiny_backbone_dir, tmp_path, capsys):

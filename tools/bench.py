@@ -4,7 +4,7 @@
     python tools/bench.py gen-train --config bench_gen_cpu --baseline --ablate [--sweep batch=2,4]
     python tools/bench.py sample --config bench_gen_cpu --baseline --batch 4 --steps 10
     python tools/bench.py rollout --batches 4,16 --max-new-tokens 32
-    python tools/bench.py grpo-vs-trl
+    python tools/bench.py grpo-vs-trl --prompts 8 --group 4 --max-new-tokens 32   # needs trl (dev)
 
 prints a JSON report, then a short table. A new mode adds `add_<mode>_args(parser)` and
 `bench_<mode>(args) -> dict` and one line in `MODES`; the larger modes live in

