@@ -7,7 +7,7 @@ Conventions (diffusers): ``x_sigma = (1 - sigma) * x0 + sigma * noise``, the net
 from flow_matching.cfg import NullCondition, drop_condition
 from flow_matching.decoder import Decoder, DecoderConfig, apply_train_mode, build_decoder
 from flow_matching.latent_cache import LatentCache
-from flow_matching.loss import add_noise, flow_matching_loss, velocity_target
+from flow_matching.loss import add_noise, flow_matching_loss, output_to_velocity, velocity_target
 from flow_matching.sampler import (
     SamplerConfig,
     cfg_weights,
@@ -38,6 +38,7 @@ __all__ = [
     "dual_guidance_weights",
     "flow_matching_loss",
     "guided_velocity",
+    "output_to_velocity",
     "sample",
     "sample_sigmas",
     "shift_sigma",

@@ -2,7 +2,11 @@
 
 - ``sana`` (default): ``SanaTransformer2DModel`` (SANA, Xie et al. 2024): linear self-attention,
   cross-attention to the condition tokens, Mix-FFN; no positional embedding unless
-  ``interpolation_scale`` is set. The condition mask is honoured by the cross-attention.
+  ``interpolation_scale`` is set. The condition mask is honoured by the cross-attention. With
+  ``pooled_cond`` the (masked) mean of the condition tokens also enters the timestep embedding
+  through a small MLP whose last layer starts at zero (a loaded model starts unchanged): the
+  global path SD3 has with its pooled projection and DiT with adaLN class conditioning, which
+  a small decoder learns far faster than cross-attention alone.
 - ``sd3``: ``SD3Transformer2DModel`` (MMDiT, Esser et al. 2024): joint attention over image and
   condition tokens; its pooled vector is the (masked) mean of the condition tokens fed to the
   model's own pooled-projection input. Joint attention takes no key mask, so padded condition
@@ -67,6 +71,7 @@ class DecoderConfig:
     lora_alpha: float = 16.0
     lora_targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
     gradient_checkpointing: bool = False
+    pooled_cond: bool = False  # sana: add the pooled condition to the timestep embedding
 
     def __post_init__(self) -> None:
         self.validate()
@@ -141,7 +146,9 @@ class DecoderConfig:
 class Decoder(nn.Module):
     """Uniform face of a SANA / SD3 transformer: ``(x_t, sigma, cond, mask) -> (velocity, hidden)``."""
 
-    def __init__(self, transformer: Transformer, align_block: int | None = None) -> None:
+    def __init__(
+        self, transformer: Transformer, align_block: int | None = None, pooled_cond: bool = False
+    ) -> None:
         super().__init__()
         if not isinstance(transformer, tuple(DECODER_CLASSES.values())):
             raise TypeError(f"unsupported decoder model {type(transformer).__name__}")
@@ -174,6 +181,15 @@ class Decoder(nn.Module):
                 f"decoder.align_block: {align_block} is not a block index in [0, {num_blocks})"
             )
         self.align_block = align_block
+        self.pooled = None  # sana only: pooled condition -> timestep-embedding offset
+        if pooled_cond and self.type == "sana":
+            self.pooled = nn.Sequential(
+                nn.Linear(self.cond_dim, self.hidden_dim),
+                nn.SiLU(),
+                nn.Linear(self.hidden_dim, self.hidden_dim),
+            )
+            nn.init.zeros_(self.pooled[-1].weight)
+            nn.init.zeros_(self.pooled[-1].bias)
 
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
         """Token grid ``(h // p, w // p)`` for a latent of ``height x width``."""
@@ -223,7 +239,20 @@ class Decoder(nn.Module):
             raise ValueError("decoder: reference latents given, but decoder.ref_channels = 0")
         timestep = (sigma.float() * self.timestep_scale).reshape(-1).expand(b)  # (B,)
         captured: list[torch.Tensor] = []
-        handle = None
+        handles = []
+        if self.type == "sd3" or self.pooled is not None:
+            if cond_mask is None:
+                pooled = cond.mean(dim=1)  # (B, Dc)
+            else:
+                m = cond_mask.to(cond.dtype).unsqueeze(-1)  # (B, L, 1)
+                pooled = (cond * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, Dc)
+        if self.pooled is not None:
+            offset = self.pooled(pooled)  # (B, Dh)
+
+            def add_pooled(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor:
+                return output + offset.to(output.dtype)
+
+            handles.append(self.transformer.time_embed.emb.register_forward_hook(add_pooled))
         if self.align_block is not None:
 
             def hook(_module: nn.Module, _args: tuple, output: object) -> None:
@@ -231,7 +260,7 @@ class Decoder(nn.Module):
                 captured.append(output[1] if isinstance(output, tuple) else output)
 
             block = self.transformer.transformer_blocks[self.align_block]
-            handle = block.register_forward_hook(hook)
+            handles.append(block.register_forward_hook(hook))
         try:
             if self.type == "sana":
                 out = self.transformer(
@@ -242,11 +271,6 @@ class Decoder(nn.Module):
                     return_dict=False,
                 )[0]  # (B, C', H, W)
             else:
-                if cond_mask is None:
-                    pooled = cond.mean(dim=1)  # (B, Dc)
-                else:
-                    m = cond_mask.to(cond.dtype).unsqueeze(-1)  # (B, L, 1)
-                    pooled = (cond * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, Dc)
                 out = self.transformer(
                     x_t,
                     encoder_hidden_states=cond,
@@ -255,7 +279,7 @@ class Decoder(nn.Module):
                     return_dict=False,
                 )[0]  # (B, C', H, W)
         finally:
-            if handle is not None:
+            for handle in handles:
                 handle.remove()
         velocity = out[:, : self.in_channels]  # (B, C, H, W); drops learned-variance channels
         hidden = captured[0] if captured else None  # (B, N, Dh)
@@ -294,4 +318,4 @@ def build_decoder(cfg: DecoderConfig) -> Decoder:
     if cfg.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     apply_train_mode(transformer, cfg)
-    return Decoder(transformer, align_block=cfg.align_block)
+    return Decoder(transformer, align_block=cfg.align_block, pooled_cond=cfg.pooled_cond)

@@ -4,8 +4,13 @@
     target  = d x_sigma / d sigma = noise - x0          (the velocity the network predicts)
     loss    = mean_b [ w(sigma_b) * mean_{c,h,w} (pred - target)^2 ]
 
-``w`` is diffusers' ``compute_loss_weighting_for_sd3`` ('sigma_sqrt', 'cosmap', else 1). Left out:
-other parameterisations (eps / x0 prediction) and per-pixel masks.
+``w`` is diffusers' ``compute_loss_weighting_for_sd3`` ('sigma_sqrt', 'cosmap', else 1).
+
+The network may predict the clean sample instead of the velocity (``prediction = 'sample'``, as in
+"Back to Basics: Let Denoising Generative Models Denoise", Li & He 2025): its output x0_hat becomes
+the velocity ``(x_sigma - x0_hat) / max(sigma, min_sigma)`` and the loss stays in velocity space.
+Clean samples lie on a low-dimensional set, which a small network fits far faster than noise;
+pretrained SANA / SD3 predict velocity. Left out: eps prediction and per-pixel masks.
 """
 
 import torch
@@ -23,6 +28,16 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> tor
     """Linear interpolation path ``x_sigma = (1 - sigma) * x0 + sigma * noise`` (sigma ``(B,)``)."""
     s = _per_sample(sigma, x0)  # (B, 1, 1, 1)
     return (1 - s) * x0 + s * noise  # (B, C, H, W)
+
+
+def output_to_velocity(
+    out: torch.Tensor, x_t: torch.Tensor, sigma: torch.Tensor, cfg: FlowMatchingConfig
+) -> torch.Tensor:
+    """The network output as a velocity: unchanged for 'velocity', converted for 'sample'."""
+    if cfg.prediction == "velocity":
+        return out
+    s = _per_sample(sigma.float().clamp(min=cfg.min_sigma), x_t)  # (B, 1, 1, 1)
+    return (x_t - out) / s  # (B, C, H, W)
 
 
 def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

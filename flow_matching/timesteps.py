@@ -18,6 +18,7 @@ import torch
 from diffusers.training_utils import compute_density_for_timestep_sampling
 
 WEIGHTING_SCHEMES = ("none", "logit_normal", "mode", "sigma_sqrt", "cosmap")
+PREDICTIONS = ("velocity", "sample")
 
 
 @dataclass
@@ -33,6 +34,8 @@ class FlowMatchingConfig:
     logit_std: float = 1.0
     mode_scale: float = 1.29
     shift: float = 1.0
+    prediction: str = "velocity"  # network output: 'velocity' (noise - x0) | 'sample' (x0)
+    min_sigma: float = 0.05  # 'sample': velocity = (x_t - x0_hat) / max(sigma, min_sigma)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -49,6 +52,13 @@ class FlowMatchingConfig:
             raise ValueError(f"flow_matching.logit_std: must be > 0, got {self.logit_std}")
         if not self.shift > 0:
             raise ValueError(f"flow_matching.shift: must be > 0, got {self.shift}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(
+                f"flow_matching.prediction: unknown {self.prediction!r}; choose 'velocity' or "
+                "'sample'"
+            )
+        if not 0 < self.min_sigma < 1:
+            raise ValueError(f"flow_matching.min_sigma: must be in (0, 1), got {self.min_sigma}")
 
 
 def shift_sigma(sigma: torch.Tensor, shift: float) -> torch.Tensor:

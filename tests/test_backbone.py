@@ -67,6 +67,34 @@ def test_gradients_reach_extra_embeddings_through_frozen_weights(bb):
     assert not torch.allclose(a, b)
 
 
+def test_attention_pattern_for_appended_tokens(bb):
+    """A causal pattern equals the default pass; an identity pattern makes each appended token
+    blind to the others (it still reads the prompt); the cached pass agrees with both."""
+    img = Image.new("RGB", (64, 64), (255, 0, 0))
+    convs = [
+        [{"role": "user", "content": "two green triangles left of a square"}],
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "edit"}]}],
+    ]
+    prompt = bb.encode_chat(convs, [[], [img]])
+    extra = torch.randn(2, 5, bb.hidden_size)
+    causal, eye = torch.ones(5, 5, dtype=torch.bool).tril(), torch.eye(5, dtype=torch.bool)
+    with torch.no_grad():
+        base = bb.forward_with_extra_embeddings(prompt, extra)
+        assert torch.allclose(bb.forward_with_extra_embeddings(prompt, extra, causal), base)
+        assert torch.allclose(bb.forward_with_prefix_cache(prompt, extra, causal), base, atol=1e-5)
+        a = bb.forward_with_extra_embeddings(prompt, extra, eye)
+        assert torch.allclose(bb.forward_with_prefix_cache(prompt, extra, eye), a, atol=1e-5)
+        moved = extra.clone()
+        moved[:, :3] += 1.0  # change the earlier appended tokens
+        b = bb.forward_with_extra_embeddings(prompt, moved, eye)
+        assert torch.allclose(a[:, 3:], b[:, 3:], atol=1e-6)  # later ones do not see them
+        assert not torch.allclose(
+            base[:, 3:], bb.forward_with_extra_embeddings(prompt, moved)[:, 3:]
+        )
+        other = bb.encode_chat([[{"role": "user", "content": "a blue square"}]] * 2, None)
+        assert not torch.allclose(a[0], bb.forward_with_extra_embeddings(other, extra, eye)[0])
+
+
 def test_sampling_logprobs_match_teacher_forcing(bb):
     prompt = bb.encode_chat(
         [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "def f(x):"}]], None

@@ -157,3 +157,25 @@ def test_bad_configs_give_clear_errors(tmp_path):
         build_decoder(tiny("sana", pretrained=str(tmp_path / "sd3")))
     with pytest.raises(TypeError):
         Decoder(torch.nn.Linear(2, 2))
+
+
+def test_sana_pooled_condition_starts_neutral_and_learns():
+    """The pooled path's last layer starts at zero (same output as without it); after a step the
+    output depends on the pooled condition even with the cross-attention blinded."""
+    torch.manual_seed(0)
+    dec = build_decoder(tiny("sana", pooled_cond=True, align_block=None))
+    plain = build_decoder(tiny("sana", align_block=None))
+    plain.transformer.load_state_dict(dec.transformer.state_dict())
+    x, sigma, cond, mask = inputs()
+    assert torch.allclose(dec(x, sigma, cond, mask)[0], plain(x, sigma, cond, mask)[0])
+    opt = torch.optim.SGD(dec.pooled.parameters(), lr=1.0)
+    dec(x, sigma, cond, mask)[0].pow(2).mean().backward()
+    assert dec.pooled[-1].weight.grad.abs().sum() > 0
+    opt.step()
+    for blk in dec.transformer.transformer_blocks:  # cross-attention sees no condition at all
+        blk.attn2.to_v.weight.data.zero_()
+        blk.attn2.to_v.bias.data.zero_()
+    with torch.no_grad():
+        a = dec(x, sigma, cond, mask)[0]
+        b = dec(x, sigma, cond + 1.0, mask)[0]
+    assert not torch.allclose(a, b)

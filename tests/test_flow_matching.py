@@ -9,6 +9,7 @@ from flow_matching import (
     FlowMatchingConfig,
     add_noise,
     flow_matching_loss,
+    output_to_velocity,
     sample_sigmas,
     shift_sigma,
     sigma_schedule,
@@ -111,3 +112,23 @@ def test_config_errors_name_the_field():
         FlowMatchingConfig(shift=0.0)
     with pytest.raises(ValueError, match="flow_matching.logit_std"):
         FlowMatchingConfig(logit_std=-1.0)
+    with pytest.raises(ValueError, match="flow_matching.prediction: unknown 'eps'"):
+        FlowMatchingConfig(prediction="eps")
+    with pytest.raises(ValueError, match="flow_matching.min_sigma"):
+        FlowMatchingConfig(min_sigma=0.0)
+
+
+def test_sample_prediction_becomes_the_velocity():
+    """x0 prediction: the exact clean sample gives the exact target; sigma is clamped below."""
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 2, 4, 4, generator=g), torch.randn(3, 2, 4, 4, generator=g)
+    sigma = torch.tensor([0.2, 0.5, 0.9])
+    x_t = add_noise(x0, noise, sigma)
+    cfg = FlowMatchingConfig(prediction="sample", min_sigma=0.05)
+    v = output_to_velocity(x0, x_t, sigma, cfg)
+    assert torch.allclose(v, velocity_target(x0, noise), atol=1e-5)
+    assert output_to_velocity(x0, x_t, sigma, FlowMatchingConfig()) is x0  # velocity: as is
+    # hand value: x_t = 1, x0_hat = 0, sigma = 0.01 -> clamped to 0.05 -> v = 20
+    one = torch.ones(1, 1, 1, 1)
+    v = output_to_velocity(torch.zeros_like(one), one, torch.tensor([0.01]), cfg)
+    assert v.item() == pytest.approx(20.0)

@@ -73,6 +73,8 @@ def test_generate_shapes_and_determinism(gen):
         (["--gen.resolutions=[8, 16]"], "gen.resolutions"),
         (["--gen.train_scales=[5]"], "gen.train_scales"),
         (["--gen.align_target=dino"], "gen.align_target"),
+        (["--gen.queries.attention=full"], "queries.attention"),
+        (["--gen.flow.prediction=eps"], "flow_matching.prediction"),
     ],
 )
 def test_bad_generation_config_is_a_clear_error(argv, needle):

@@ -319,8 +319,13 @@ class Backbone(nn.Module):
             **kwargs,
         )
 
-    def forward_with_extra_embeddings(self, prompt: Prompt, extra: torch.Tensor) -> torch.Tensor:
+    def forward_with_extra_embeddings(
+        self, prompt: Prompt, extra: torch.Tensor, pattern: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Run prompt + appended embeddings `extra` (B, Q, D); return their final states (B, Q, D).
+
+        `pattern` (Q, Q) bool: which appended tokens each appended token attends to (besides the
+        whole prompt); None is the usual causal order.
 
         The prompt is left-padded, so the appended tokens sit at the same positions in every row
         and see the whole prompt (causal attention). Gradients reach `extra` even when the
@@ -330,10 +335,17 @@ class Backbone(nn.Module):
         full = self._extended(prompt, q)
         embeds = self.model.get_input_embeddings()(prompt.input_ids)  # (B, L, D)
         embeds = torch.cat([embeds, extra.to(embeds.dtype)], 1)  # (B, L+Q, D)
+        if pattern is not None:
+            pos = self.position_ids(full)
+            mask = self.extra_attention_mask(prompt.attention_mask, pattern, embeds.dtype)
+            full = Prompt(full.input_ids, mask, full.extra)
+            return self.run(full, inputs_embeds=embeds, position_ids=pos).last_hidden_state[:, -q:]
         out = self.run(full, inputs_embeds=embeds)
         return out.last_hidden_state[:, -q:]  # (B, Q, D)
 
-    def forward_with_prefix_cache(self, prompt: Prompt, extra: torch.Tensor) -> torch.Tensor:
+    def forward_with_prefix_cache(
+        self, prompt: Prompt, extra: torch.Tensor, pattern: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """`forward_with_extra_embeddings` in two passes: the prompt once without gradient into
         a key/value cache, then only the appended tokens through it (with gradient).
 
@@ -346,10 +358,32 @@ class Backbone(nn.Module):
         pos = self.position_ids(full)  # (B, L+Q) or (3, B, L+Q)
         with torch.no_grad():
             cache = self.run(prompt, position_ids=pos[..., :n], use_cache=True).cache
-        tail = Prompt(full.input_ids[:, n:], full.attention_mask, {})
+        mask = full.attention_mask
+        if pattern is not None:  # the appended rows of the custom mask
+            mask = self.extra_attention_mask(prompt.attention_mask, pattern, self.dtype)[:, :, n:]
+        tail = Prompt(full.input_ids[:, n:], mask, {})
         embeds = extra.to(self.dtype)  # (B, Q, D)
         out = self.run(tail, inputs_embeds=embeds, position_ids=pos[..., n:], cache=cache)
         return out.last_hidden_state  # (B, Q, D)
+
+    @staticmethod
+    def extra_attention_mask(
+        prompt_mask: torch.Tensor, pattern: torch.Tensor, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """Additive 4-D mask (B, 1, L+Q, L+Q): causal over the (left-padded) prompt, every
+        appended token sees the whole prompt and the appended tokens `pattern` (Q, Q) allows.
+        Each position also sees itself, so padding rows are never empty."""
+        b, n = prompt_mask.shape
+        q = pattern.shape[0]
+        t = n + q
+        allowed = torch.ones(t, t, dtype=torch.bool, device=prompt_mask.device).tril()
+        allowed[n:, n:] = pattern.to(allowed.device)
+        keys = torch.cat([prompt_mask.bool(), prompt_mask.new_ones(b, q).bool()], 1)  # (B, T)
+        allowed = (allowed[None] & keys[:, None, :]) | torch.eye(
+            t, dtype=torch.bool, device=keys.device
+        )[None]
+        zero = torch.zeros((), dtype=dtype, device=prompt_mask.device)
+        return torch.where(allowed, zero, torch.finfo(dtype).min)[:, None]  # (B, 1, T, T)
 
     def _extended(self, prompt: Prompt, q: int) -> Prompt:
         """The prompt followed by q placeholder (pad) tokens that attend and count as text."""

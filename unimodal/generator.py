@@ -37,6 +37,7 @@ from flow_matching import (
     drop_condition,
     dual_guidance_weights,
     flow_matching_loss,
+    output_to_velocity,
     sample_sigmas,
 )
 from flow_matching import sample as ode_sample
@@ -169,14 +170,15 @@ class Generator(nn.Module):
     def query_states(self, prompt: Prompt) -> list[torch.Tensor]:
         """Backbone hidden states at each scale's query positions [(B, s*s, D)]."""
         queries = self.queries(prompt.input_ids.shape[0])  # (B, Q, D)
+        pattern = self.queries.pattern()
         if self.cfg.prefix_cache and torch.is_grad_enabled() and queries.requires_grad:
-            hidden = self.backbone.forward_with_prefix_cache(prompt, queries)
+            hidden = self.backbone.forward_with_prefix_cache(prompt, queries, pattern)
         else:  # one pass: without gradients the prompt is computed once either way
-            hidden = self.backbone.forward_with_extra_embeddings(prompt, queries)
+            hidden = self.backbone.forward_with_extra_embeddings(prompt, queries, pattern)
         states = self.queries.split(hidden.float())
         if self.cfg.relative_queries:
             empty = self.encode_prompts([""]).to(prompt.input_ids.device)
-            base = self.backbone.forward_with_extra_embeddings(empty, self.queries(1))
+            base = self.backbone.forward_with_extra_embeddings(empty, self.queries(1), pattern)
             states = [h - b for h, b in zip(states, self.queries.split(base.float()))]
         return states
 
@@ -220,7 +222,8 @@ class Generator(nn.Module):
             noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
             x_t = add_noise(x0, noise, sigma)
             ref_k = self.reference_latents(ref, res)
-            v, hidden = self.decoder(x_t, sigma, cond, ref=ref_k)
+            out_k, hidden = self.decoder(x_t, sigma, cond, ref=ref_k)
+            v = output_to_velocity(out_k, x_t, sigma, self.cfg.flow)
             fm = flow_matching_loss(v, x0, noise, sigma, self.cfg.flow)
             s = self.cfg.queries.scales[k]
             out[f"fm_{s}"] = fm.detach()
@@ -294,7 +297,8 @@ class Generator(nn.Module):
         gen = torch.Generator(device=device).manual_seed(seed)
 
         def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            return self.decoder(x, sigma, stacked, ref=refs)[0]
+            out = self.decoder(x, sigma, stacked, ref=refs)[0]
+            return output_to_velocity(out, x, sigma, self.cfg.flow)
 
         x0 = ode_sample(
             velocity,

@@ -7,6 +7,11 @@ other, `[start_0, q_0 (s0*s0), end_0, start_1, ...]`, and appended after the pro
 backbone's final hidden states at the query positions are the condition for each scale.
 Defaults 4x4, 8x8, 16x16 give 336 query tokens (342 with boundaries).
 
+Attention among the queries (`attention`): 'causal' (the backbone's own order, as in Ming-Lite-Uni
+and MetaQueries) or 'prompt' (each query sees the whole prompt and itself only). With 'causal' the
+last scale's tokens spend most of their attention on the hundreds of queries before them; with
+'prompt' every query reads the prompt undiluted and the connector relates the cells.
+
 Left out on purpose: queries as new vocabulary rows (MetaQueries), which changes the tokenizer.
 """
 
@@ -23,8 +28,11 @@ from torch import nn
 class QueryConfig:
     scales: tuple[int, ...] = (4, 8, 16)
     init_std: float = 0.02
+    attention: str = "causal"  # causal | prompt
 
     def __post_init__(self) -> None:
+        if self.attention not in ("causal", "prompt"):
+            raise ValueError(f"queries.attention: unknown '{self.attention}' (causal | prompt)")
         if not self.scales or any(s < 1 for s in self.scales):
             raise ValueError(f"queries.scales: need positive grid sizes, got {self.scales}")
         if len(set(self.scales)) != len(self.scales):
@@ -47,6 +55,7 @@ class MultiScaleQueries(nn.Module):
     def __init__(self, cfg: QueryConfig, width: int):
         super().__init__()
         self.scales = tuple(cfg.scales)
+        self.attention = cfg.attention
         std = cfg.init_std
         self.queries = nn.ParameterList(
             [nn.Parameter(torch.randn(s * s, width) * std) for s in self.scales]
@@ -74,6 +83,12 @@ class MultiScaleQueries(nn.Module):
             parts += [self.boundary[k, :1], self.scale_tokens(k), self.boundary[k, 1:]]
         seq = torch.cat(parts, 0)  # (Q, D)
         return seq.unsqueeze(0).expand(batch, -1, -1)
+
+    def pattern(self) -> torch.Tensor | None:
+        """Which queries each query attends to (Q, Q) bool, or None for causal order."""
+        if self.attention == "causal":
+            return None
+        return torch.eye(self.num_tokens, dtype=torch.bool)
 
     def split(self, hidden: torch.Tensor) -> list[torch.Tensor]:
         """Hidden states at the query positions (B, Q, D) -> per-scale grids [(B, s*s, D)]."""
