@@ -17,6 +17,7 @@ Left out on purpose: device placement and logging (the training loop does that).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -82,6 +83,9 @@ class GenModelConfig:
     edit_reference: bool = True  # editing: also feed the source as reference latents
     image_dropout: float = 0.1  # editing: reference dropped (zeros) with this probability
     prefix_cache: bool = True  # training: prompt once without gradient, queries reuse its KV
+    prompt_loss_weight: float = 0.0  # >0: each scale's pooled condition must name the prompt's
+    # tokens (multi-label bag of words, a linear head) - pushes the prompt into the condition
+    # fast when the backbone's query states carry it weakly (e.g. a random tiny backbone)
 
     def __post_init__(self) -> None:
         scales = self.queries.scales
@@ -96,6 +100,11 @@ class GenModelConfig:
         if self.align_target not in ("backbone", "encoder"):
             raise ValueError(
                 f"gen.align_target: unknown '{self.align_target}' (backbone | encoder)"
+            )
+        if self.decoder.pretrained and self.flow.prediction != "velocity":
+            raise ValueError(
+                "gen.flow.prediction: a pretrained decoder (gen.decoder.pretrained) predicts the "
+                f"velocity, not '{self.flow.prediction}'; pass --gen.flow.prediction=velocity"
             )
         for name in ("cfg_dropout", "image_dropout"):
             if not 0 <= getattr(self, name) <= 1:
@@ -149,6 +158,11 @@ class Generator(nn.Module):
         self.projectors = nn.ModuleList(
             Projector(self.decoder.hidden_dim, target_dim, cfg.projector_dim) for _ in scales
         )
+        self.prompt_head = None
+        if cfg.prompt_loss_weight > 0:
+            vocab = backbone.model.get_input_embeddings().num_embeddings
+            self.prompt_head = nn.Linear(self.decoder.cond_dim, vocab)
+            nn.init.constant_(self.prompt_head.bias, -math.log(vocab))  # few tokens per prompt
         self.train_index = [
             k for k, s in enumerate(scales) if not cfg.train_scales or s in cfg.train_scales
         ]
@@ -233,8 +247,24 @@ class Generator(nn.Module):
                 al, cos = alignment_loss(self.projectors[k](hidden), target)
                 out[f"align_{s}"], out[f"cos_{s}"] = al.detach(), cos
                 total = total + self.cfg.align_weight * al
+        if self.prompt_head is not None:
+            words = self.prompt_words(prompt)  # (B, V)
+            for k in self.train_index:
+                logits = self.prompt_head(conds[k].mean(1))  # (B, V)
+                bow = F.binary_cross_entropy_with_logits(logits, words, reduction="sum")
+                bow = bow / words.shape[0]
+                out[f"prompt_{self.cfg.queries.scales[k]}"] = bow.detach()
+                total = total + self.cfg.prompt_loss_weight * bow
         out["loss"] = total
         return out
+
+    def prompt_words(self, prompt: Prompt) -> torch.Tensor:
+        """Multi-hot (B, V) of the token ids in each prompt (padding excluded)."""
+        words = torch.zeros(
+            prompt.input_ids.shape[0], self.prompt_head.out_features, device=prompt.input_ids.device
+        )
+        words.scatter_add_(1, prompt.input_ids, prompt.attention_mask.float())
+        return words.clamp_(max=1.0)
 
     @torch.no_grad()
     def reference_latents(self, ref: torch.Tensor | None, res: int) -> torch.Tensor | None:
