@@ -1,6 +1,6 @@
 """Train text-to-image generation on the frozen backbone (Ming-Lite-Uni style).
 
-    python tools/train_gen.py                          # embedded default: tiny, CPU, ~10 min
+    python tools/train_gen.py                          # embedded default: tiny, CPU, ~7 min
     python tools/train_gen.py --config gen_shapes_gpu  # a GPU run
     python tools/train_gen.py --data.kind=folder --data.root=emoji_dir --gen.resolutions=[16,32,64]
     accelerate launch --config_file configs/accelerate/fsdp.yaml tools/train_gen.py --config ...
@@ -78,7 +78,7 @@ class SpeedConfig:
 
 
 def tiny_cpu_model() -> GenModelConfig:
-    """The embedded default: small enough to train on 2 CPU cores in about ten minutes.
+    """The embedded default: trains on 2 CPU cores in about seven minutes.
 
     Measured on this budget (notes of issue 4): the decoder predicts the clean image
     (`flow.prediction = 'sample'`) with sigmas shifted towards noise (shift 3), which removes the
