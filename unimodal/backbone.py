@@ -7,14 +7,13 @@ with the Auto classes, and gives the three uses what they need:
 - generation: `forward_with_extra_embeddings` appends learnable embeddings after a prompt and
   returns the final hidden states at their positions, with gradients flowing through the frozen
   weights into the embeddings;
-- reasoning: named LoRA heads (peft) switched on and off, `token_logprobs` for policy gradients.
+- reasoning: named LoRA heads (`unimodal.lora_heads`), `token_logprobs` for policy gradients.
 
 Left out on purpose: video inputs, and any training logic (that lives in `tools/`).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import nn
+
+from unimodal.lora_heads import LoraHeads
 
 Message = dict[str, Any]
 
@@ -59,19 +60,6 @@ def check_model_dir(path: str | Path) -> Path:
     return p
 
 
-def lora_config(
-    r: int = 16,
-    alpha: int = 32,
-    dropout: float = 0.0,
-    target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
-) -> Any:
-    """The peft `LoraConfig` of a reasoning head: `target_modules` of the language model only."""
-    from peft import LoraConfig
-
-    targets = rf".*(language_model|model\.layers).*\.({'|'.join(target_modules)})$"
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
-
-
 @dataclass
 class Prompt:
     """A tokenised, left-padded batch of prompts (and their images) ready for the model."""
@@ -88,7 +76,7 @@ class Prompt:
         )
 
 
-class Backbone(nn.Module):
+class Backbone(LoraHeads, nn.Module):
     """A Hugging Face VLM (or causal LM) plus its processor, with the faces the three uses need."""
 
     def __init__(self, model: nn.Module, processor: Any, path: str | None = None):
@@ -156,82 +144,6 @@ class Backbone(nn.Module):
         self.model.requires_grad_(False)
         self.model.eval()
         return self
-
-    # ------------------------------------------------------------------ LoRA heads
-    def _lora_layers(self) -> list[nn.Module]:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
-        return [m for m in self.model.modules() if isinstance(m, BaseTunerLayer)]
-
-    def add_lora(
-        self,
-        name: str,
-        r: int = 16,
-        alpha: int = 32,
-        dropout: float = 0.0,
-        target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
-    ) -> None:
-        """Add a named LoRA head on the language model (vision tower untouched); starts off."""
-        from peft import inject_adapter_in_model
-
-        if name in self.lora_names:
-            raise ValueError(f"LoRA head '{name}' already exists")
-        cfg = lora_config(r, alpha, dropout, target_modules)
-        inject_adapter_in_model(cfg, self.model, adapter_name=name)
-        self.lora_names.append(name)
-        self.set_lora(None)
-
-    def set_lora(self, name: str | None) -> None:
-        """Switch head `name` on (others off), or all heads off with None.
-
-        Only the active head's weights require gradients; base weights are never touched.
-        """
-        if name is not None and name not in self.lora_names:
-            have = ", ".join(self.lora_names) or "none added"
-            raise ValueError(f"no LoRA head '{name}' (have: {have})")
-        for layer in self._lora_layers():
-            if name is None:
-                layer.enable_adapters(False)
-            else:
-                layer.enable_adapters(True)
-                layer.set_adapter(name)
-        for n, p in self.model.named_parameters():
-            if "lora_" in n:
-                p.requires_grad_(name is not None and f".{name}." in n)
-        self._active_lora = name
-
-    @contextlib.contextmanager
-    def lora(self, name: str | None) -> Iterator[None]:
-        """Run a block with head `name` on (None: all heads off, i.e. the reference model)."""
-        prev = self.active_lora
-        self.set_lora(name)
-        try:
-            yield
-        finally:
-            self.set_lora(prev)
-
-    @property
-    def active_lora(self) -> str | None:
-        return getattr(self, "_active_lora", None)
-
-    def lora_parameters(self, name: str) -> list[nn.Parameter]:
-        return [p for n, p in self.model.named_parameters() if f".{name}." in n and "lora_" in n]
-
-    def lora_state_dict(self, name: str) -> dict[str, torch.Tensor]:
-        return {
-            n: p.detach().cpu()
-            for n, p in self.model.named_parameters()
-            if f".{name}." in n and "lora_" in n
-        }
-
-    def load_lora_state_dict(self, name: str, state: dict[str, torch.Tensor]) -> None:
-        params = dict(self.model.named_parameters())
-        missing = [k for k in state if k not in params]
-        if missing:
-            raise ValueError(f"LoRA head '{name}': unknown keys {missing[:3]}")
-        with torch.no_grad():
-            for k, v in state.items():
-                params[k].copy_(v)
 
     # ------------------------------------------------------------------ prompts
     @property

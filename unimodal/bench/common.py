@@ -282,6 +282,33 @@ def parse_sweep(text: str | None, allowed: Sequence[str]) -> tuple[str, list[int
         raise SystemExit(f"--sweep: values must be integers, got '{values}'") from None
 
 
+def run_sweep(
+    report: dict[str, Any],
+    mode: str,
+    sweep: tuple[str, list[int]],
+    measure: Callable[[int], dict[str, Any]],
+    plot: Path | None,
+) -> None:
+    """Measure every swept value, plot images/s per variant, record it all in `report`."""
+    key, values = sweep
+    points, series = [], {}
+    for v in values:
+        res = measure(v)
+        points.append({"value": v, **res})
+        for name, r in res["variants"].items():
+            series.setdefault(name, []).append(r["images_per_s"])
+    plot = plot or Path("runs/bench") / f"{mode}_{key}.png"
+    plot_sweep(key, values, series, "images / s", plot)
+    report["sweep"] = {"key": key, "values": values, "points": points, "plot": str(plot)}
+
+
+def sweep_line(report: dict[str, Any]) -> str:
+    """The table's note on where the sweep plot is ('' without a sweep)."""
+    if "sweep" not in report:
+        return ""
+    return f"\nsweep {report['sweep']['key']}: plot in {report['sweep']['plot']}"
+
+
 def plot_sweep(
     key: str, values: Sequence[int], series: dict[str, Sequence[float]], ylabel: str, path: Path
 ) -> Path:

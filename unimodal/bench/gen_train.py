@@ -217,17 +217,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     report.update(compare(args, cfg, device, prompt_len=0))
     if sweep:
-        key, values = sweep
-        series: dict[str, list[float]] = {}
-        points = []
-        for v in values:
-            res = compare(args, load_cfg(args, (key, v)), device, v if key == "prompt_len" else 0)
-            points.append({"value": v, **res})
-            for name, r in res["variants"].items():
-                series.setdefault(name, []).append(r["images_per_s"])
-        plot = args.plot or Path("runs/bench") / f"gen-train_{key}.png"
-        common.plot_sweep(key, values, series, "images / s", plot)
-        report["sweep"] = {"key": key, "values": values, "points": points, "plot": str(plot)}
+        key = sweep[0]
+
+        def measure(v: int) -> dict:
+            return compare(args, load_cfg(args, (key, v)), device, v if key == "prompt_len" else 0)
+
+        common.run_sweep(report, "gen-train", sweep, measure, args.plot)
     report["peak_rss_mb"] = common.peak_rss_mb()
     return report
 
@@ -240,9 +235,7 @@ def table(report: dict[str, Any]) -> str:
         rows.append((name, v["images_per_s"], speedup(ratio),
                      v["achieved_tflops"], v["mfu"], mem))  # fmt: skip
     head = ("gen-train variant", "images/s", "vs baseline", "TFLOP/s", "MFU", "peak MiB")
-    text = common.format_table(head, rows)
-    if "sweep" in report:
-        text += f"\nsweep {report['sweep']['key']}: plot in {report['sweep']['plot']}"
+    text = common.format_table(head, rows) + common.sweep_line(report)
     return (
         text + f"\ndevice: {report['machine']['device']}; peak RSS {report['peak_rss_mb']:.0f} MiB"
     )

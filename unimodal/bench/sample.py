@@ -192,17 +192,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report.update(steps=args.steps, guidance=args.guidance, rounds=args.rounds)
     report.update(point())
     if sweep:
-        key, values = sweep
-        points, series = [], {}
-        for v in values:
-            res = point(key, v)
-            points.append({"value": v, **res})
-            for name, r in res["variants"].items():
-                series.setdefault(name, []).append(r["images_per_s"])
+        common.run_sweep(report, "sample", sweep, lambda v: point(sweep[0], v), args.plot)
         args.batch = batch
-        plot = args.plot or Path("runs/bench") / f"sample_{key}.png"
-        common.plot_sweep(key, values, series, "images / s", plot)
-        report["sweep"] = {"key": key, "values": values, "points": points, "plot": str(plot)}
     report["peak_rss_mb"] = common.peak_rss_mb()
     return report
 
@@ -215,9 +206,7 @@ def table(report: dict[str, Any]) -> str:
         rows.append((name, v["latency_s"], v["images_per_s"], speedup(ratio),
                      f"{c['backbone_passes']} / {c['decoder_calls']}", v["peak_memory_mb"]))  # fmt: skip
     head = ("sample", "latency s", "images/s", "vs baseline", "backbone/decoder calls", "peak MiB")
-    text = common.format_table(head, rows)
-    if "sweep" in report:
-        text += f"\nsweep {report['sweep']['key']}: plot in {report['sweep']['plot']}"
+    text = common.format_table(head, rows) + common.sweep_line(report)
     return (
         text + f"\nbatch {report['batch']}, {report['steps']} steps, guidance {report['guidance']}"
     )
