@@ -118,7 +118,8 @@ def trl_trainer(
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from unimodal.backbone import Backbone, lora_config
+    from unimodal.backbone import Backbone
+    from unimodal.lora_heads import lora_config
 
     bb = Backbone.from_pretrained(path)
     ban_eos(bb.model, bb.eos_token_ids)
