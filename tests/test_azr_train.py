@@ -45,9 +45,10 @@ def _scripted_generate(real):
     counter = itertools.count(100)
 
     def generate(
-        bb, prompts, head, max_new_tokens, temperature=1.0, top_p=1.0, batch_size=16, gen=None
-    ):
-        rolls = real(bb, prompts, head, max_new_tokens, temperature, top_p, batch_size, gen)
+        bb, prompts, head, max_new_tokens, temperature=1.0, top_p=1.0, batch_size=16, gen=None,
+        **kw,
+    ):  # fmt: skip
+        rolls = real(bb, prompts, head, max_new_tokens, temperature, top_p, batch_size, gen, **kw)
         for i in range(0, len(rolls), 2):
             rolls[i] = forced_rollout(
                 bb, prompts[i], _script(prompts[i], counter), head, temperature

@@ -69,17 +69,20 @@ def test_sample_reports_calls_and_ratio(tiny_backbone_dir, tmp_path, capsys):
 def test_rollout_against_hf_generate(tiny_backbone_dir, tmp_path, capsys):
     argv = ["rollout", "--model", str(tiny_backbone_dir), "--batches", "2,3"]
     argv += ["--max-new-tokens", "6", "--rounds", "2", "--warmup", "0", "--eos-rate", "0.2"]
-    argv += ["--sweep", "new_tokens=2,4", "--plot", str(tmp_path / "tokens.png")]
+    argv += ["--static", "--sweep", "new_tokens=2,4", "--plot", str(tmp_path / "tokens.png")]
     r = run_mode(argv, tmp_path, capsys)
     assert [p["max_new_tokens"] for p in r["sweep"]["points"]] == [2, 4]
     assert (tmp_path / "tokens.png").stat().st_size > 1000
     assert [p["batch"] for p in r["points"]] == [2, 3]
     for p in r["points"]:
         v = p["variants"]
-        assert set(v) == {"ours", "ours, no compaction", "hf generate"}
+        assert set(v) == {"ours", "ours, no compaction", "ours, static cache", "hf generate"}
         assert v["ours"]["tokens"] == v["ours, no compaction"]["tokens"]  # same seeds
+        assert v["ours"]["tokens"] == v["ours, static cache"]["tokens"]
         assert all(0 < t <= p["batch"] * 6 for x in v.values() for t in x["tokens"])
-        assert set(p["ratios"]) == {"ours vs ours, no compaction", "ours vs hf generate"}
+        assert set(p["ratios"]) == {"ours vs ours, no compaction", "ours vs hf generate",
+                                    "ours, no compaction vs hf generate",
+                                    "ours, static cache vs hf generate"}  # fmt: skip
 
 
 def test_grpo_vs_trl_skips_without_trl(tmp_path, capsys, monkeypatch):

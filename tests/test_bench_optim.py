@@ -113,6 +113,33 @@ def test_dropping_finished_rows_keeps_tokens(tiny_backbone_dir):
     hook.remove()
 
 
+def test_static_cache_decode_keeps_tokens(tiny_backbone_dir):
+    """A preallocated cache gives the tokens of the growing one; it re-packs finished rows
+    away in powers of two, and the compiled step (no hooks: they would break its graph) too."""
+    bb = Backbone.from_pretrained(tiny_backbone_dir).freeze()
+    prompt = bb.encode([f"def f{i}(x):" + " x" * i for i in range(8)])
+    bias_eos(bb, 0.2, prompt)
+    sizes: list[int] = []
+    hook = bb.model.model.register_forward_pre_hook(
+        lambda m, a, k: sizes.append(k["input_ids"].shape[0]), with_kwargs=True
+    )
+    for temperature, top_p in ((1.0, 1.0), (1.0, 0.9), (0.0, 1.0)):
+        ref = sample(bb, prompt, 24, temperature, top_p, torch.Generator().manual_seed(3))
+        sizes.clear()
+        out = sample(bb, prompt, 24, temperature, top_p, torch.Generator().manual_seed(3), static=True)  # fmt: skip
+        assert torch.equal(out.completion_ids, ref.completion_ids)
+        assert torch.equal(out.completion_mask, ref.completion_mask)
+        torch.testing.assert_close(out.logprobs, ref.logprobs, atol=1e-4, rtol=0)
+        assert set(sizes) <= {8, 4, 2, 1}
+        if temperature > 0:
+            assert min(sizes) < 8  # finished rows left the batch
+    hook.remove()
+    ref = sample(bb, prompt, 24, 1.0, 1.0, torch.Generator().manual_seed(5))
+    out = sample(bb, prompt, 24, 1.0, 1.0, torch.Generator().manual_seed(5), compile=True)
+    assert torch.equal(out.completion_ids, ref.completion_ids)
+    torch.testing.assert_close(out.logprobs, ref.logprobs, atol=1e-4, rtol=0)
+
+
 @pytest.mark.parametrize("edit", [False, True])
 def test_sampling_encodes_once_and_stacks_branches(bb, edit):
     gen = Generator(GenModelConfig(edit=edit), bb).eval()

@@ -214,11 +214,7 @@ class Backbone(LoraHeads, nn.Module):
         use_cache: bool = False,
     ) -> Any:
         """One pass of the base model (no LM head); returns the HF output (last_hidden_state...)."""
-        kwargs: dict[str, Any] = {}
-        if cache is None:
-            kwargs.update(
-                {k: v for k, v in prompt.extra.items() if k != "mm_token_type_ids" or self.is_vlm}
-            )
+        kwargs = {k: v for k, v in prompt.extra.items() if k != "mm_token_type_ids" or self.is_vlm}
         if position_ids is None:
             position_ids = self.position_ids(prompt)
         return self.model.model(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from unimodal.backbone import Backbone, Prompt
+from unimodal.decode_state import DynamicState, StaticState
 
 
 @dataclass
@@ -69,24 +70,29 @@ def _decode_steps(
     top_p: float,
     generator: torch.Generator | None,
     compact: bool = True,
+    static: bool = False,
+    compile: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield (tokens (B,), logprobs (B,), alive-before-step (B,)) one step at a time.
 
     `compact`: rows that finished are dropped from the batch (and from the KV cache), so they
     stop costing compute; the tokens are the same either way (per-row Gumbel noise).
+    `static`: a preallocated cache (`decode_state.StaticState`, re-packed in powers of two);
+    `compile`: its step under `torch.compile` (CUDA graphs on a GPU).
     """
     device = prompt.input_ids.device
     eos = torch.tensor(backbone.eos_token_ids, device=device)
     pad = backbone.tokenizer.pad_token_id
     pos = backbone.position_ids(prompt)  # (B, L) or (3, B, L)
     next_pos = pos.reshape(-1, *pos.shape[-2:]).amax(0)[:, -1] + 1  # (B,)
-    out = backbone.run(prompt, position_ids=pos, use_cache=True)
-    cache = out.cache
-    logits = backbone.model.get_output_embeddings()(out.last_hidden_state[:, -1])  # (b, V)
+    if static or compile:
+        state: DynamicState = StaticState(backbone, prompt, max_new_tokens, compile)
+    else:
+        state = DynamicState(backbone, prompt, compact)
+    logits = state.prefill(prompt, pos)  # (b, V)
     b = prompt.input_ids.shape[0]
     alive = torch.ones(b, dtype=torch.bool, device=device)  # (B,)
     rows = torch.arange(b, device=device)  # batch row of each row still computed (b,)
-    mask = prompt.attention_mask  # (b, L + t)
     for _ in range(max_new_tokens):
         noise = None
         if temperature > 0:
@@ -99,16 +105,11 @@ def _decode_steps(
         alive = alive & ~torch.isin(tok, eos)
         if not alive.any():
             return
-        if compact and not bool(alive[rows].all()):
-            keep = alive[rows].nonzero().squeeze(-1)  # (b',)
-            cache.batch_select_indices(keep)
-            rows, mask, next_pos = rows[keep], mask[keep], next_pos[keep]
-        mask = torch.cat([mask, alive[rows, None].to(mask.dtype)], 1)
+        keep = state.keep(alive[rows])
+        if keep is not None:
+            rows, next_pos = rows[keep], next_pos[keep]
         step_pos = next_pos[:, None] if pos.dim() == 2 else next_pos[None, :, None].expand(3, -1, 1)
-        step = Prompt(tok[rows, None], mask, {})
-        out = backbone.run(step, position_ids=step_pos, cache=cache, use_cache=True)
-        cache = out.cache
-        logits = backbone.model.get_output_embeddings()(out.last_hidden_state[:, -1])
+        logits = state.step(tok[rows, None], step_pos, alive[rows])
         next_pos = next_pos + 1
 
 
@@ -122,15 +123,18 @@ def sample(
     generator: torch.Generator | None = None,
     *,
     compact: bool = True,
+    static: bool = False,
+    compile: bool = False,
 ) -> SampleOutput:
     """Sample completions for a batch; temperature 0 is greedy.
 
     `compact=False` keeps finished rows in the batch (masked): same tokens, more compute.
+    `static` / `compile`: a preallocated KV cache / and a compiled decode step (same tokens).
     """
     prompt = prompt.to(backbone.device)
     toks, lps, alives = [], [], []
     for tok, lp, alive in _decode_steps(
-        backbone, prompt, max_new_tokens, temperature, top_p, generator, compact
+        backbone, prompt, max_new_tokens, temperature, top_p, generator, compact, static, compile
     ):
         toks.append(tok)
         lps.append(lp)

@@ -40,6 +40,8 @@ class AZRConfig:
     max_new_tokens: int = 64  # response budget of every role (paper: 8k)
     max_task_chars: int = 2000  # longer tasks (program + pairs + message) are invalid; 0: no cap
     gen_batch: int = 32  # prompts per generation call
+    static_cache: bool = False  # rollouts decode into a preallocated KV cache
+    compile_decode: bool = False  # ... with a compiled decode step (CUDA graphs on a GPU)
     seed_files: list[str] = field(default_factory=list)  # AZR seed JSONLs, added after identity
     seed_limit: int = 0  # rows read per seed file (0: all)
     estimator: str = "task_relative"  # see reasoning.pg.advantages.ESTIMATORS
@@ -75,8 +77,9 @@ def _user(bb: Backbone, text: str) -> str:
 
 def _generate(bb: Backbone, prompts: list[str], cfg: AZRConfig, gen: torch.Generator | None):
     return generate(
-        bb, prompts, cfg.head, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.gen_batch, gen
-    )
+        bb, prompts, cfg.head, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.gen_batch, gen,
+        static=cfg.static_cache, compile=cfg.compile_decode,
+    )  # fmt: skip
 
 
 def _solve(

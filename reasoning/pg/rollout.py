@@ -46,15 +46,21 @@ def generate(
     top_p: float = 1.0,
     batch_size: int = 16,
     generator: torch.Generator | None = None,
+    static: bool = False,
+    compile: bool = False,
 ) -> list[Rollout]:
-    """Sample one response per rendered prompt with LoRA head `head` on (None: the base model)."""
+    """Sample one response per rendered prompt with LoRA head `head` on (None: the base model).
+
+    `static` / `compile`: a preallocated KV cache / and a compiled decode step (`sample`)."""
     out: list[Rollout] = []
     with backbone.lora(head):
         for s in range(0, len(prompts), batch_size):
             chunk = list(prompts[s : s + batch_size])
+            prompt = backbone.encode(chunk)
             res = sample(
-                backbone, backbone.encode(chunk), max_new_tokens, temperature, top_p, generator
-            )
+                backbone, prompt, max_new_tokens, temperature, top_p, generator,
+                static=static, compile=compile,
+            )  # fmt: skip
             lengths = res.completion_mask.sum(-1).tolist()  # (B,)
             for b, n in enumerate(lengths):
                 ids = res.completion_ids[b, :n].cpu()  # (T_b,)

@@ -36,6 +36,8 @@ class GRPOConfig:
     scale_std: bool = True  # False: Dr. GRPO (no division by the group std)
     micro_batch: int = 8  # sequences per forward/backward in the update
     gen_batch: int = 64  # sequences sampled at once
+    static_cache: bool = False  # rollouts decode into a preallocated KV cache
+    compile_decode: bool = False  # ... with a compiled decode step (CUDA graphs on a GPU)
 
     def pg(self, max_grad_norm: float) -> PGConfig:
         """The clipped-update settings for `reasoning.pg.policy_step`."""
@@ -75,6 +77,8 @@ def judge_rollouts(
         cfg.top_p,
         cfg.gen_batch,
         generator,
+        static=cfg.static_cache,
+        compile=cfg.compile_decode,
     )
     for n, r in enumerate(rollouts):
         r.key = f"{tag}/{n // g}"

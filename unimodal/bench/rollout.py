@@ -2,8 +2,10 @@
 `transformers` `model.generate`, same prompts, same `max_new_tokens`, sampling on.
 
 Variants per batch size: `ours` (`unimodal.sampling.sample`, finished rows dropped from the batch
-and the KV cache), `ours, no compaction` (finished rows kept and masked) and `hf generate`
-(`do_sample=True`, `top_k=0`, same EOS and pad ids). A random backbone rarely samples EOS, so
+and the KV cache), `ours, no compaction` (finished rows kept and masked), with `--static` `ours,
+static cache` (preallocated cache, re-packed in powers of two) and with `--compile` `ours, static
++ compile` (its decode step compiled; CUDA graphs on a GPU), and `hf generate` (`do_sample=True`,
+`top_k=0`, same EOS and pad ids). A random backbone rarely samples EOS, so
 `--eos-rate` adds a bias to the EOS logit that ends about that fraction of rows per step, which
 gives the spread of lengths real rollouts have (0: no bias). Tokens are counted up to and
 including each row's EOS.
@@ -35,6 +37,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--eos-rate", type=float, default=0.03)
     common.add_run_args(p)
+    p.add_argument("--static", action="store_true", help="add the static-cache variant")
+    p.add_argument("--compile", action="store_true", help="add the static + compiled variant")
     p.add_argument("--no-hf", dest="hf", action="store_false", help="skip model.generate")
     p.add_argument("--sweep", help=f"KEY=V1,V2,... with KEY in {SWEEP_KEYS}")
     p.add_argument("--plot", type=Path)
@@ -70,14 +74,12 @@ def compare(args, backbone, device: torch.device, batch: int, new: int, plen: in
     bf16 = common.use_bf16(args.precision, device)
     made: dict[str, list[int]] = {}  # tokens per call, per variant
 
-    def ours(compact: bool):
-        name = "ours" if compact else "ours, no compaction"
-
+    def ours(name: str, **kw: bool):
         def call() -> None:
-            n = len(made.setdefault(name, []))  # the same seeds, call by call, for both
+            n = len(made.setdefault(name, []))  # the same seeds, call by call, for all
             g = torch.Generator(device=device).manual_seed(n)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                out = sample(backbone, prompt, new, args.temperature, args.top_p, g, compact=compact)  # fmt: skip
+                out = sample(backbone, prompt, new, args.temperature, args.top_p, g, **kw)
             made[name].append(int(out.completion_mask.sum()))
 
         return call
@@ -93,7 +95,11 @@ def compare(args, backbone, device: torch.device, batch: int, new: int, plen: in
             completion_tokens(out[:, prompt.input_ids.shape[1] :], eos)
         )
 
-    units = {"ours": ours(True), "ours, no compaction": ours(False)}
+    units = {"ours": ours("ours"), "ours, no compaction": ours("ours, no compaction", compact=False)}  # fmt: skip
+    if args.static:
+        units["ours, static cache"] = ours("ours, static cache", static=True)
+    if args.compile:
+        units["ours, static + compile"] = ours("ours, static + compile", compile=True)
     if args.hf:
         units["hf generate"] = hf
     peaks: dict[str, float | None] = {}
@@ -112,10 +118,11 @@ def compare(args, backbone, device: torch.device, batch: int, new: int, plen: in
             "round_s": t,
             "peak_memory_mb": peaks.get(name),
         }
-        if name != "ours":  # paired over rounds, in seconds per generated token
-            res["ratios"][f"ours vs {name}"] = common.paired_ratio(
-                per_token[name], per_token["ours"]
-            )
+    pairs = [("ours", "ours, no compaction")]  # paired over rounds, s per generated token
+    if "hf generate" in times:
+        pairs += [(n, "hf generate") for n in times if n != "hf generate"]
+    for fast, base in pairs:
+        res["ratios"][f"{fast} vs {base}"] = common.paired_ratio(per_token[base], per_token[fast])
     return res
 
 
@@ -155,8 +162,8 @@ def table(report: dict[str, Any]) -> str:
     rows = []
     for p in report["points"]:
         for name, v in p["variants"].items():
-            ratio = p["ratios"].get(f"ours vs {name}", {})
+            ratio = p["ratios"].get(f"{name} vs hf generate", {})
             rows.append((p["batch"], name, sum(v["tokens"]), v["tokens_per_s"],
                          speedup(ratio), v["peak_memory_mb"]))  # fmt: skip
-    head = ("batch", "rollout", "tokens", "tokens/s", "ours is faster by", "peak MiB")
+    head = ("batch", "rollout", "tokens", "tokens/s", "faster than hf generate by", "peak MiB")
     return common.format_table(head, rows) + f"\nEOS rate per step {report['eos_rate']}"
