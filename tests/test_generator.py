@@ -186,3 +186,18 @@ def test_prompt_loss_names_the_prompt_tokens(tiny_backbone_dir):
         assert gen.connector.inp.weight.grad.abs().sum() > 0
         opt.step()
     assert out["prompt_16"].item() < first
+
+
+def test_relative_queries_keep_only_the_prompt_at_unit_rms(tiny_backbone_dir):
+    """Relative query states: zero for the empty prompt, unit RMS per token otherwise, prompts
+    tell apart, and gradients still reach the queries through the frozen backbone."""
+    torch.manual_seed(0)
+    gen = Generator(GenModelConfig(relative_queries=True), Backbone.from_pretrained(tiny_backbone_dir))  # fmt: skip
+    states = gen.query_states(gen.encode_prompts(["a red circle", "two blue squares", ""]))
+    for h in states:  # (3, s*s, D)
+        rms = h.pow(2).mean(-1).sqrt()  # (3, s*s)
+        torch.testing.assert_close(rms[:2], torch.ones_like(rms[:2]), atol=1e-3, rtol=0)
+        assert rms[2].max() < 1e-2  # nothing but the prompt's change survives
+        assert (h[0] - h[1]).abs().mean() > 0.1
+    states[-1][:2].sum().backward()
+    assert gen.queries.queries[2].grad.abs().sum() > 0

@@ -77,8 +77,9 @@ class GenModelConfig:
     align_target: str = "backbone"  # backbone | encoder
     projector_dim: int = 256
     prompt_prefix: str = ""  # text put before every prompt, e.g. "Generate an image: "
-    relative_queries: bool = False  # subtract the query states of the empty prompt, so the
-    # condition keeps only what the prompt changes (helps weak, e.g. random, backbones)
+    relative_queries: bool = False  # subtract the query states of the empty prompt and scale
+    # each token to unit RMS, so the condition keeps only what the prompt changes, at full
+    # strength (for weak, e.g. random, backbones, whose prompt signal is small)
     edit: bool = False  # editing: source image as vision tokens (+ reference latents)
     edit_reference: bool = True  # editing: also feed the source as reference latents
     image_dropout: float = 0.1  # editing: reference dropped (zeros) with this probability
@@ -193,7 +194,8 @@ class Generator(nn.Module):
         if self.cfg.relative_queries:
             empty = self.encode_prompts([""]).to(prompt.input_ids.device)
             base = self.backbone.forward_with_extra_embeddings(empty, self.queries(1), pattern)
-            states = [h - b for h, b in zip(states, self.queries.split(base.float()))]
+            diffs = [h - b for h, b in zip(states, self.queries.split(base.float()))]
+            states = [d * d.pow(2).mean(-1, keepdim=True).add(1e-6).rsqrt() for d in diffs]
         return states
 
     def conditions(self, states: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -5,8 +5,9 @@ checkpoints, so everything afterwards goes through the same `from_pretrained` pa
 tokenizer is a byte-level BPE trained with `tokenizers` on text the package can produce without
 network: shapes-world captions and questions plus Python standard-library source code.
 
-Presets: `tiny` (well under a million parameters, for tests) and `small` (tens of millions, for
-GPU runs). Left out on purpose: any pretrained weights (the model starts random).
+Presets: `tiny` (well under a million parameters, for tests), `tiny_gen` (the same with a
+near-linear init, the generation default's backbone) and `small` (tens of millions, for GPU
+runs). Left out on purpose: any pretrained weights (the model starts random).
 """
 
 from __future__ import annotations
@@ -75,12 +76,15 @@ class Preset:
     vision_dim: int
     vision_heads: int
     image_pixels: int  # images are resized to about this many pixels (area)
-    init_std: float  # weight init; the tiny preset is used untrained, as a random-feature
-    # backbone, where a larger scale mixes prompt tokens into the query positions far more
+    init_std: float  # weight init; the tiny presets are used untrained, as random-feature
+    # backbones: a large scale (tiny) mixes prompt tokens into the query positions strongly
+    # but nonlinearly; a small one (tiny_gen) keeps the layers near-linear, so the query states
+    # relative to the empty prompt are close to a bag of the prompt's token embeddings
 
 
 PRESETS = {
     "tiny": Preset(2048, 64, 128, 2, 4, 2, 1, 32, 2, 56 * 56, 0.3),
+    "tiny_gen": Preset(2048, 64, 128, 2, 4, 2, 1, 32, 2, 56 * 56, 0.02),
     "small": Preset(8192, 384, 1024, 8, 6, 2, 4, 192, 4, 112 * 112, 0.02),
 }
 
