@@ -201,3 +201,15 @@ def test_relative_queries_keep_only_the_prompt_at_unit_rms(tiny_backbone_dir):
         assert (h[0] - h[1]).abs().mean() > 0.1
     states[-1][:2].sum().backward()
     assert gen.queries.queries[2].grad.abs().sum() > 0
+
+
+def test_relative_baseline_is_cached_until_the_queries_change(tiny_backbone_dir):
+    torch.manual_seed(0)
+    gen = Generator(GenModelConfig(relative_queries=True), Backbone.from_pretrained(tiny_backbone_dir))  # fmt: skip
+    prompt = gen.encode_prompts(["a red circle"])
+    with torch.no_grad():
+        first = gen.query_states(prompt)[0]
+        base = gen._empty_base
+        assert gen.query_states(prompt)[0].equal(first) and gen._empty_base is base
+        gen.queries.queries[0].add_(1.0)  # an optimizer step changes the queries in place
+        assert not gen.query_states(prompt)[0].equal(first) and gen._empty_base is not base

@@ -192,11 +192,23 @@ class Generator(nn.Module):
             hidden = self.backbone.forward_with_extra_embeddings(prompt, queries, pattern)
         states = self.queries.split(hidden.float())
         if self.cfg.relative_queries:
-            empty = self.encode_prompts([""]).to(prompt.input_ids.device)
-            base = self.backbone.forward_with_extra_embeddings(empty, self.queries(1), pattern)
-            diffs = [h - b for h, b in zip(states, self.queries.split(base.float()))]
+            base = self._empty_prompt_states(pattern, prompt.input_ids.device)
+            diffs = [h - b for h, b in zip(states, self.queries.split(base))]
             states = [d * d.pow(2).mean(-1, keepdim=True).add(1e-6).rsqrt() for d in diffs]
         return states
+
+    def _empty_prompt_states(self, pattern: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """Query states of the empty prompt (1, Q, D); without gradients cached until the
+        queries change (their in-place updates bump the version counters)."""
+        key = (str(device), tuple(p._version for p in self.queries.parameters()))
+        grad = torch.is_grad_enabled()
+        if grad or getattr(self, "_empty_key", None) != key:
+            empty = self.encode_prompts([""]).to(device)
+            base = self.backbone.forward_with_extra_embeddings(empty, self.queries(1), pattern)
+            if grad:
+                return base.float()
+            self._empty_key, self._empty_base = key, base.float()
+        return self._empty_base
 
     def conditions(self, states: list[torch.Tensor]) -> list[torch.Tensor]:
         return [self.connector(h, k) for k, h in enumerate(states)]  # [(B, s*s, Dc)]
