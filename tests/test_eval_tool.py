@@ -40,6 +40,13 @@ def test_missing_data_and_model_are_clear_errors(tmp_path, tiny_backbone_dir):
         eval_tool.main(["--suite", "vqa", "--model", str(tmp_path / "nope")])
 
 
+def test_out_that_is_not_a_json_path_is_refused_before_work(tmp_path, tiny_backbone_dir, capsys):
+    for bad in (tmp_path / "report", tmp_path):  # no suffix (collides with the image folder)
+        with pytest.raises(SystemExit):
+            eval_tool.main(["--suite", "vqa", "--model", str(tiny_backbone_dir), "--out", str(bad)])  # fmt: skip
+        assert "--out: a JSON file path" in capsys.readouterr().err
+
+
 def test_cruxeval_suite_through_the_executor(tmp_path, tiny_backbone_dir, shared_data):
     out = tmp_path / "crux.json"
     report = eval_tool.main(

@@ -1,7 +1,7 @@
 """The single front door to evaluation suites; writes a JSON report and prints a table.
 
 python tools/eval.py --suite vqa --model runs/mllm_tiny/final
-python tools/eval.py --suite geneval-shapes --model runs/gen_tiny/final [--n 16]
+python tools/eval.py --suite geneval-shapes --model runs/gen_tiny/final [--n 32]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def run_geneval_shapes(args: argparse.Namespace) -> tuple[dict, str]:
         )
     out = Path(args.out).with_suffix("") if args.out else Path(args.model) / "geneval_shapes"
     report = evaluate_geneval_shapes(
-        pipe.generator, out, args.n or 16, args.seed, args.batch_size, args.steps, args.guidance
+        pipe.generator, out, args.n or 32, args.seed, args.batch_size, args.steps, args.guidance
     )
     return report, geneval_table(report)
 
@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if not Path(args.model).is_dir():
         ap.error(f"--model: folder not found: {args.model}")
+    if args.out and (Path(args.out).suffix != ".json" or Path(args.out).is_dir()):
+        ap.error(f"--out: a JSON file path ending in .json, got {args.out}")
     report, table = SUITES[args.suite](args)
     out = Path(args.out) if args.out else Path(args.model) / f"eval_{args.suite}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

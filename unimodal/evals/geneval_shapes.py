@@ -20,7 +20,7 @@ from unimodal.grid import save_grid, to_pil
 def evaluate_geneval_shapes(
     generator,
     out_dir: str | Path,
-    n_per_category: int = 16,
+    n_per_category: int = 32,
     seed: int = 0,
     batch_size: int = 32,
     steps: int | None = None,
