@@ -1,6 +1,6 @@
 """Train text-to-image generation on the frozen backbone (Ming-Lite-Uni style).
 
-    python tools/train_gen.py                          # embedded default: tiny, CPU, ~7 min
+    python tools/train_gen.py                          # embedded default: tiny, CPU, ~12 min
     python tools/train_gen.py --config gen_shapes_gpu  # a GPU run
     python tools/train_gen.py --data.kind=folder --data.root=emoji_dir --gen.resolutions=[16,32,64]
     accelerate launch --config_file configs/accelerate/fsdp.yaml tools/train_gen.py --config ...

@@ -268,7 +268,7 @@ class Backbone(LoraHeads, nn.Module):
             cache = self.run(prompt, position_ids=pos[..., :n], use_cache=True).cache
         mask = full.attention_mask
         if pattern is not None:  # the appended rows of the custom mask
-            mask = self.extra_attention_mask(prompt.attention_mask, pattern, self.dtype)[:, :, n:]
+            mask = self.extra_attention_mask(prompt.attention_mask, pattern, self.dtype, True)
         tail = Prompt(full.input_ids[:, n:], mask, {})
         embeds = extra.to(self.dtype)  # (B, Q, D)
         out = self.run(tail, inputs_embeds=embeds, position_ids=pos[..., n:], cache=cache)
@@ -276,22 +276,26 @@ class Backbone(LoraHeads, nn.Module):
 
     @staticmethod
     def extra_attention_mask(
-        prompt_mask: torch.Tensor, pattern: torch.Tensor, dtype: torch.dtype
+        prompt_mask: torch.Tensor,
+        pattern: torch.Tensor,
+        dtype: torch.dtype,
+        appended_only: bool = False,
     ) -> torch.Tensor:
         """Additive 4-D mask (B, 1, L+Q, L+Q): causal over the (left-padded) prompt, every
         appended token sees the whole prompt and the appended tokens `pattern` (Q, Q) allows.
-        Each position also sees itself, so padding rows are never empty."""
+        Each position also sees itself, so padding rows are never empty. `appended_only`: just
+        the appended tokens' rows (B, 1, Q, L+Q), as a pass over a cached prompt needs."""
         b, n = prompt_mask.shape
         q = pattern.shape[0]
-        t = n + q
-        allowed = torch.ones(t, t, dtype=torch.bool, device=prompt_mask.device).tril()
-        allowed[n:, n:] = pattern.to(allowed.device)
+        t, dev = n + q, prompt_mask.device
+        rows = torch.arange(n if appended_only else 0, t, device=dev)[:, None]  # (R, 1)
+        cols = torch.arange(t, device=dev)[None]  # (1, T)
+        allowed = cols <= rows  # (R, T) causal
+        allowed[-q:, n:] = pattern.to(dev)
         keys = torch.cat([prompt_mask.bool(), prompt_mask.new_ones(b, q).bool()], 1)  # (B, T)
-        allowed = (allowed[None] & keys[:, None, :]) | torch.eye(
-            t, dtype=torch.bool, device=keys.device
-        )[None]
-        zero = torch.zeros((), dtype=dtype, device=prompt_mask.device)
-        return torch.where(allowed, zero, torch.finfo(dtype).min)[:, None]  # (B, 1, T, T)
+        allowed = (allowed[None] & keys[:, None, :]) | (cols == rows)[None]  # (B, R, T)
+        zero = torch.zeros((), dtype=dtype, device=dev)
+        return torch.where(allowed, zero, torch.finfo(dtype).min)[:, None]  # (B, 1, R, T)
 
     def _extended(self, prompt: Prompt, q: int) -> Prompt:
         """The prompt followed by q placeholder (pad) tokens that attend and count as text."""

@@ -40,7 +40,28 @@ def compiled_step(device: torch.device):
     return _compiled[str(mode)]
 
 
-class DynamicState:
+class DecodeState:
+    """The cache, the attention mask over it, and the prompt pass that fills it."""
+
+    backbone: Backbone
+    mask: torch.Tensor  # (b, cache length)
+    cache: Any
+
+    def prefill(self, prompt: Prompt, pos: torch.Tensor) -> torch.Tensor:
+        """The prompt pass (never compiled: its length varies) -> logits (b, V)."""
+        full = Prompt(prompt.input_ids, self.mask, prompt.extra)
+        return _logits(self.backbone, full, pos, self.cache)
+
+    def keep(self, alive: torch.Tensor) -> torch.Tensor | None:
+        """Rows (of the computed batch) to keep, or None to keep all; `alive` (b,) bool."""
+        raise NotImplementedError
+
+    def step(self, tok: torch.Tensor, pos: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+        """Tokens (b, 1) of the rows, `alive` (b,) -> next-token logits (b, V)."""
+        raise NotImplementedError
+
+
+class DynamicState(DecodeState):
     """A growing cache; finished rows leave the batch (`compact`) or stay masked."""
 
     def __init__(self, backbone: Backbone, prompt: Prompt, compact: bool):
@@ -50,11 +71,7 @@ class DynamicState:
         self.mask = prompt.attention_mask  # (b, L + t)
         self.cache = DynamicCache(config=backbone.model.config)
 
-    def prefill(self, prompt: Prompt, pos: torch.Tensor) -> torch.Tensor:
-        return _logits(self.backbone, Prompt(prompt.input_ids, self.mask, prompt.extra), pos, self.cache)  # fmt: skip
-
     def keep(self, alive: torch.Tensor) -> torch.Tensor | None:
-        """Rows (of the computed batch) to keep, or None to keep all; `alive` (b,) bool."""
         if not self.compact or bool(alive.all()):
             return None
         keep = alive.nonzero().squeeze(-1)  # (b',)
@@ -67,7 +84,7 @@ class DynamicState:
         return _step(self.backbone, tok, self.mask, pos, self.cache)
 
 
-class StaticState(DynamicState):
+class StaticState(DecodeState):
     """A preallocated cache and mask of length L + max_new_tokens; optionally compiled steps."""
 
     def __init__(self, backbone: Backbone, prompt: Prompt, max_new_tokens: int, compile: bool):

@@ -203,7 +203,9 @@ class Generator(nn.Module):
         key = (str(device), tuple(p._version for p in self.queries.parameters()))
         grad = torch.is_grad_enabled()
         if grad or getattr(self, "_empty_key", None) != key:
-            empty = self.encode_prompts([""]).to(device)
+            empty = getattr(self, "_empty_prompt", None)
+            if empty is None or empty.input_ids.device != device:
+                self._empty_prompt = empty = self.encode_prompts([""]).to(device)
             base = self.backbone.forward_with_extra_embeddings(empty, self.queries(1), pattern)
             if grad:
                 return base.float()

@@ -65,6 +65,8 @@ class MultiScaleQueries(nn.Module):
             [nn.Parameter(sincos_1d(s, width).flip(-1) * std) for s in self.scales]
         )
         self.boundary = nn.Parameter(torch.randn(len(self.scales), 2, width) * std)  # (S, 2, D)
+        eye = torch.eye(self.num_tokens, dtype=torch.bool)  # 'prompt': each query sees itself
+        self.register_buffer("_pattern", eye if self.attention == "prompt" else None, False)
 
     @property
     def num_tokens(self) -> int:
@@ -86,9 +88,7 @@ class MultiScaleQueries(nn.Module):
 
     def pattern(self) -> torch.Tensor | None:
         """Which queries each query attends to (Q, Q) bool, or None for causal order."""
-        if self.attention == "causal":
-            return None
-        return torch.eye(self.num_tokens, dtype=torch.bool)
+        return self._pattern  # built once; moves with the module
 
     def split(self, hidden: torch.Tensor) -> list[torch.Tensor]:
         """Hidden states at the query positions (B, Q, D) -> per-scale grids [(B, s*s, D)]."""

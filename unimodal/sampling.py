@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from unimodal.backbone import Backbone, Prompt
-from unimodal.decode_state import DynamicState, StaticState
+from unimodal.decode_state import DecodeState, DynamicState, StaticState
 
 
 @dataclass
@@ -86,7 +86,7 @@ def _decode_steps(
     pos = backbone.position_ids(prompt)  # (B, L) or (3, B, L)
     next_pos = pos.reshape(-1, *pos.shape[-2:]).amax(0)[:, -1] + 1  # (B,)
     if static or compile:
-        state: DynamicState = StaticState(backbone, prompt, max_new_tokens, compile)
+        state: DecodeState = StaticState(backbone, prompt, max_new_tokens, compile)
     else:
         state = DynamicState(backbone, prompt, compact)
     logits = state.prefill(prompt, pos)  # (b, V)

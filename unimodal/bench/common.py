@@ -288,17 +288,19 @@ def run_sweep(
     sweep: tuple[str, list[int]],
     measure: Callable[[int], dict[str, Any]],
     plot: Path | None,
+    metric: str = "images_per_s",
+    ylabel: str = "images / s",
 ) -> None:
-    """Measure every swept value, plot images/s per variant, record it all in `report`."""
+    """Measure every swept value, plot `metric` per variant, record it all in `report`."""
     key, values = sweep
     points, series = [], {}
     for v in values:
         res = measure(v)
         points.append({"value": v, **res})
         for name, r in res["variants"].items():
-            series.setdefault(name, []).append(r["images_per_s"])
+            series.setdefault(name, []).append(r[metric])
     plot = plot or Path("runs/bench") / f"{mode}_{key}.png"
-    plot_sweep(key, values, series, "images / s", plot)
+    plot_sweep(key, values, series, ylabel, plot)
     report["sweep"] = {"key": key, "values": values, "points": points, "plot": str(plot)}
 
 

@@ -145,16 +145,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["points"] = [compare(args, backbone, device, b, new, args.prompt_len) for b in batches]
     sweep = common.parse_sweep(args.sweep, SWEEP_KEYS)
     if sweep:
-        key, values = sweep
-        pts = []
-        for v in values:
+        key = sweep[0]
+
+        def measure(v: int) -> dict[str, Any]:
             b = v if key == "batch" else batches[-1]
             n = v if key == "new_tokens" else new
-            pts.append({"value": v, **compare(args, backbone, device, b, n, v if key == "prompt_len" else args.prompt_len)})  # fmt: skip
-        series = {name: [p["variants"][name]["tokens_per_s"] for p in pts] for name in pts[0]["variants"]}  # fmt: skip
-        plot = args.plot or Path("runs/bench") / f"rollout_{key}.png"
-        common.plot_sweep(key, values, series, "generated tokens / s", plot)
-        report["sweep"] = {"key": key, "values": values, "points": pts, "plot": str(plot)}
+            return compare(args, backbone, device, b, n, v if key == "prompt_len" else args.prompt_len)  # fmt: skip
+
+        common.run_sweep(report, "rollout", sweep, measure, args.plot, "tokens_per_s", "generated tokens / s")  # fmt: skip
     return report
 
 
