@@ -4,7 +4,7 @@ Conventions (diffusers): ``x_sigma = (1 - sigma) * x0 + sigma * noise``, the net
 ``noise - x0``, sigma = 1 is pure noise. Latents are always the VAE's normalised latents.
 """
 
-from flow_matching.cfg import NullCondition, drop_condition
+from flow_matching.guidance import NullCondition, drop_condition
 from flow_matching.decoder import Decoder, DecoderConfig, apply_train_mode, build_decoder
 from flow_matching.latent_cache import LatentCache
 from flow_matching.loss import add_noise, flow_matching_loss, output_to_velocity, velocity_target

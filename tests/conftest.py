@@ -21,7 +21,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def tiny_backbone_dir(tmp_path_factory) -> Path:
-    from unimodal.tiny import build_backbone
+    from unimodal.presets import build_backbone
 
     return build_backbone(tmp_path_factory.mktemp("backbone") / "tiny", "tiny")
 

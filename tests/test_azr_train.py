@@ -133,7 +133,7 @@ def test_plot_reads_metrics(tmp_path):
 
 
 def test_code_suite_helpers(ex_nostatic, shared_data):
-    from unimodal.evals.code_suites import (
+    from evals.code_suites import (
         _read_jsonl,
         final_number,
         humaneval_program,
@@ -170,7 +170,7 @@ def ex_nostatic():
 
 def test_eval_suites_run_on_tiny(tiny_backbone_dir, shared_data, ex_nostatic):
     from unimodal.backbone import Backbone
-    from unimodal.evals.code_suites import (
+    from evals.code_suites import (
         evaluate_cruxeval,
         evaluate_deduction_set,
         evaluate_gsm8k,

@@ -3,6 +3,7 @@ import torch
 from PIL import Image
 
 from unimodal.backbone import Backbone, BackboneError, Prompt, check_model_dir
+from unimodal.queries import query_states, query_states_cached
 from unimodal.sampling import sample
 
 
@@ -38,7 +39,7 @@ def test_chat_end_to_end_and_stream(bb):
     assert "".join(pieces) == text  # greedy: streaming gives the same answer
 
 
-def test_gradients_reach_extra_embeddings_through_frozen_weights(bb):
+def test_gradients_reach_the_queries_through_frozen_weights(bb):
     img = Image.new("RGB", (64, 64), (0, 0, 255))
     convs = [
         [{"role": "user", "content": "a red circle"}],
@@ -49,7 +50,7 @@ def test_gradients_reach_extra_embeddings_through_frozen_weights(bb):
     extra = torch.nn.Parameter(torch.randn(2, 6, bb.hidden_size) * 0.02)
     opt = torch.optim.AdamW([extra], lr=0.1)
     for _ in range(2):
-        h = bb.forward_with_extra_embeddings(prompt, extra)
+        h = query_states(bb, prompt, extra)
         assert h.shape == (2, 6, bb.hidden_size)
         loss = h.pow(2).mean()
         opt.zero_grad()
@@ -62,12 +63,12 @@ def test_gradients_reach_extra_embeddings_through_frozen_weights(bb):
     # the prompt matters: a different prompt gives different query states
     other = bb.encode_chat([[{"role": "user", "content": "a blue square"}]] * 2, None)
     with torch.no_grad():
-        a = bb.forward_with_extra_embeddings(prompt, extra)[0]
-        b = bb.forward_with_extra_embeddings(other, extra)[0]
+        a = query_states(bb, prompt, extra)[0]
+        b = query_states(bb, other, extra)[0]
     assert not torch.allclose(a, b)
 
 
-def test_attention_pattern_for_appended_tokens(bb):
+def test_attention_pattern_for_the_queries(bb):
     """A causal pattern equals the default pass; an identity pattern makes each appended token
     blind to the others (it still reads the prompt); the cached pass agrees with both."""
     img = Image.new("RGB", (64, 64), (255, 0, 0))
@@ -79,20 +80,20 @@ def test_attention_pattern_for_appended_tokens(bb):
     extra = torch.randn(2, 5, bb.hidden_size)
     causal, eye = torch.ones(5, 5, dtype=torch.bool).tril(), torch.eye(5, dtype=torch.bool)
     with torch.no_grad():
-        base = bb.forward_with_extra_embeddings(prompt, extra)
-        assert torch.allclose(bb.forward_with_extra_embeddings(prompt, extra, causal), base)
-        assert torch.allclose(bb.forward_with_prefix_cache(prompt, extra, causal), base, atol=1e-5)
-        a = bb.forward_with_extra_embeddings(prompt, extra, eye)
-        assert torch.allclose(bb.forward_with_prefix_cache(prompt, extra, eye), a, atol=1e-5)
+        base = query_states(bb, prompt, extra)
+        assert torch.allclose(query_states(bb, prompt, extra, causal), base)
+        assert torch.allclose(query_states_cached(bb, prompt, extra, causal), base, atol=1e-5)
+        a = query_states(bb, prompt, extra, eye)
+        assert torch.allclose(query_states_cached(bb, prompt, extra, eye), a, atol=1e-5)
         moved = extra.clone()
         moved[:, :3] += 1.0  # change the earlier appended tokens
-        b = bb.forward_with_extra_embeddings(prompt, moved, eye)
+        b = query_states(bb, prompt, moved, eye)
         assert torch.allclose(a[:, 3:], b[:, 3:], atol=1e-6)  # later ones do not see them
         assert not torch.allclose(
-            base[:, 3:], bb.forward_with_extra_embeddings(prompt, moved)[:, 3:]
+            base[:, 3:], query_states(bb, prompt, moved)[:, 3:]
         )
         other = bb.encode_chat([[{"role": "user", "content": "a blue square"}]] * 2, None)
-        assert not torch.allclose(a[0], bb.forward_with_extra_embeddings(other, extra, eye)[0])
+        assert not torch.allclose(a[0], query_states(bb, other, extra, eye)[0])
 
 
 def test_sampling_logprobs_match_teacher_forcing(bb):

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from unimodal.backbone import Backbone
-from unimodal.bench.common import count_flops
-from unimodal.bench.rollout import bias_eos
-from unimodal.bench.sample import count_calls
+from bench.common import count_flops
+from bench.rollout import bias_eos
+from bench.sample import count_calls
 from unimodal.generator import Generator, GenModelConfig
 from unimodal.sampling import sample
 

@@ -2,8 +2,8 @@
 hold identical trainable weights after each saved step, and a checkpoint written under two
 processes resumes under one. Also a two-process smoke run of stage 0 (`tools/train_mllm.py`).
 
-Run as a script, this file is the worker: it runs a tool's `main` with its `save_training`
-wrapped so that every rank writes a hash of the weights it is about to save.
+Run as a script, this file is the worker: it runs a tool's `main` with the skeleton's
+`loop.save` wrapped so that every rank writes a hash of the weights it is about to save.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_GEN = [
-    "--train.batch_size=2",
+    "--train.batch_size=4",  # global: 2 per process under two
     "--train.warmup_steps=1",
     "--train.log_every=1",
     "--train.save_every=1000",
@@ -48,18 +48,21 @@ def worker(tool: str, argv: list[str]) -> None:
     sys.path.insert(0, str(ROOT / "tools"))
     mod = __import__(tool)
     from unimodal.config import load_config
+    from unimodal.train import loop
 
-    original = mod.save_training
+    original = loop.save
 
-    def save_training(acc, cfg_root, out_dir, step, weights, *args, **kwargs):
-        folder = Path(out_dir) / "hashes"
-        folder.mkdir(parents=True, exist_ok=True)
-        record = {"rank": acc.process_index, "world": acc.num_processes, "step": step}
-        record["hash"] = weights_hash(weights)
-        (folder / f"rank{acc.process_index}_step{step}.json").write_text(json.dumps(record))
-        return original(acc, cfg_root, out_dir, step, weights, *args, **kwargs)
+    def save(run, weights, **extra):
+        if loop.due(run, run.tc.save_every):
+            folder = run.out / "hashes"
+            folder.mkdir(parents=True, exist_ok=True)
+            rank, step = run.acc.process_index, run.step + 1
+            record = {"rank": rank, "world": run.acc.num_processes, "step": step}
+            record["hash"] = weights_hash(weights())
+            (folder / f"rank{rank}_step{step}.json").write_text(json.dumps(record))
+        return original(run, weights, **extra)
 
-    mod.save_training = save_training
+    loop.save = save
     mod.main(load_config(mod.CONFIG, argv))
 
 
@@ -114,14 +117,14 @@ def test_two_processes_agree_and_resume_under_one(tiny_backbone_dir, tmp_path):
     saved = {"trainable": checkpoint.load_weights(ckpt2, "trainable")}
     saved["ema"] = checkpoint.load_weights(ckpt2, "ema")
     assert weights_hash(saved) == ranks[0]["hash"], "checkpoint differs from rank 0's weights"
-    assert checkpoint.load_train_state(ckpt2)["position"] == 2 * 2 * 2  # steps x ranks x batch
+    assert checkpoint.load_train_state(ckpt2)["position"] == 2 * 4  # steps x global batch
     assert not (out / "final").exists()  # stopped at 2 of 3 steps
 
     log = launch("train_gen", [*args, "--train.steps=3"], 1, tmp_path, 120)
     assert f"resumed from {ckpt2} at step 2" in log
     ckpt3 = checkpoint.latest(out)
     assert ckpt3 is not None and ckpt3 != ckpt2
-    assert checkpoint.load_train_state(ckpt3)["position"] == 8 + 2
+    assert checkpoint.load_train_state(ckpt3)["position"] == 8 + 4
     after = checkpoint.load_weights(ckpt3, "trainable")
     changed = [k for k, v in after.items() if not v.equal(saved["trainable"][k])]
     assert changed and all(v.isfinite().all() for v in after.values())
@@ -132,7 +135,7 @@ def test_two_processes_agree_and_resume_under_one(tiny_backbone_dir, tmp_path):
 def test_stage0_two_processes(tiny_backbone_dir, tmp_path):
     out = tmp_path / "mllm"
     args = [f"--model.path={tiny_backbone_dir}", f"--train.out_dir={out}", "--train.steps=3"]
-    args += ["--train.stop_at=2", "--train.batch_size=2", "--train.warmup_steps=1"]
+    args += ["--train.stop_at=2", "--train.batch_size=4", "--train.warmup_steps=1"]
     launch("train_mllm", args, 2, tmp_path, 120)
     ranks = read_hashes(out, 2)
     assert sorted(ranks) == [0, 1] and ranks[0]["hash"] == ranks[1]["hash"]

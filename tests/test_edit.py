@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from unimodal.config import load_config
-from unimodal.evals.edit import preservation, region_mask
+from evals.edit import preservation, region_mask
 
 
 def test_preservation_ignores_the_edited_region():

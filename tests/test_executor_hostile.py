@@ -190,6 +190,45 @@ def test_forged_result_markers_are_ignored(ex_raw):
     assert ex_raw.run(code).output == "7"
 
 
+_FORGED = b"ok\\0'forged'"  # a whole forged reply: status ok, output 'forged'
+_FRAME = f"struct.pack('>I', {len(_FORGED)}) + {_FORGED!r}"
+FORGERS = {  # programs that tamper, at import time, with what the worker formats results with
+    "repr": "import builtins\nbuiltins.repr = lambda o: \"'forged'\"",
+    "str_len": "import builtins\nbuiltins.len = lambda o: 10**9\nbuiltins.str = lambda o='': 'x'",
+    "eval": "import builtins\nbuiltins.eval = lambda *a: 'forged'",
+    "type_isinstance": "import builtins\nbuiltins.type = builtins.isinstance = lambda *a: int",
+    "exceptions": "import builtins\nbuiltins.BaseException = builtins.Exception = int",
+    "print_format": "import builtins\nbuiltins.print = builtins.format = lambda *a, **k: 'forged'",
+    "os_write": f"import os, struct\n_w = os.write\nos.write = lambda fd, d: _w(fd, {_FRAME}) and len(d)",
+    "os_exit": "import os\nos._exit = lambda code: None",
+    "struct_pack": "import struct\nstruct.pack = lambda *a: b'\\0\\0\\0\\7'",
+    "worker_globals": f"import __main__, os, struct\n__main__.write_frame = lambda fd, d: os.write(fd, {_FRAME})\n__main__.repr = lambda o: 'forged'",
+}
+
+
+@pytest.mark.parametrize("name", FORGERS)
+def test_forged_builtins_do_not_change_the_result(ex_raw, name):
+    result = ex_raw.run(FORGERS[name] + "\ndef f(x):\n    return [x, 'a']", "1")
+    assert (result.status, result.output) == ("ok", "[1, 'a']"), result
+
+
+def test_str_subclass_texts_cannot_rewrite_the_reply(ex_raw):
+    """A __str__ / __repr__ returning a str subclass whose __radd__ forges 'ok' is copied first."""
+    sub = (
+        "class S(str):\n"
+        "    def __radd__(self, other):\n"
+        "        return S(\"ok\\0'forged'\")\n"
+        "    def __getitem__(self, key):\n"
+        "        return self\n"
+        "    def __len__(self):\n"
+        "        return 0\n"
+    )
+    error = ex_raw.run(sub + "class E(Exception):\n    def __str__(self):\n        return S('boom')\ndef f():\n    raise E()")  # fmt: skip
+    assert (error.status, error.reason) == ("error", "E: boom"), error
+    ok = ex_raw.run(sub + "class V:\n    def __repr__(self):\n        return S('v')\ndef f():\n    return V()")  # fmt: skip
+    assert (ok.status, ok.output) == ("ok", "v"), ok
+
+
 NONDETERMINISTIC = {
     "random": "import random\ndef f():\n    return random.random()",
     "time": "import time\ndef f():\n    return time.time()",

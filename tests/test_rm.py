@@ -22,7 +22,7 @@ from reasoning.rm_r1.data import (
 from reasoning.rm_r1.procedural import arithmetic_pair, make_pairs, template_trace, trace_example
 from reasoning.rm_r1.prompts import CHAIN_OF_RUBRICS, judge_messages
 from reasoning.rm_r1.verdict import parse_verdict, trace_reward, verdict_reward
-from unimodal.evals.rm_suites import both_orders, rm_bench_scores, style_matrix_scores, summary
+from evals.rm_suites import both_orders, rm_bench_scores, style_matrix_scores, summary
 
 
 @pytest.mark.parametrize(

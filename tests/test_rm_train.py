@@ -18,7 +18,7 @@ from reasoning.rm_r1.procedural import make_pairs, trace_example
 from reasoning.rm_r1.verdict import parse_verdict
 from unimodal.backbone import Backbone
 from unimodal.config import load_config
-from unimodal.evals.rm_suites import evaluate_pairs, evaluate_rm_bench, rm_table
+from evals.rm_suites import evaluate_pairs, evaluate_rm_bench, rm_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@
 
 prints a JSON report, then a short table. A new mode adds `add_<mode>_args(parser)` and
 `bench_<mode>(args) -> dict` and one line in `MODES`; the larger modes live in
-`unimodal/bench/` (`add_args`, `run`, `table`). Ratios between variants are measured in the
-same process, interleaved; see `unimodal/bench/common.py`.
+`bench/` (`add_args`, `run`, `table`). Ratios between variants are measured in the
+same process, interleaved; see `bench/common.py`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TINY = "def f(x):\n    return x + 1"
 BASELINE = "{code}\nprint(repr(f({inputs})))"
@@ -137,11 +135,11 @@ Mode = tuple[
 
 
 def _mode(module: str) -> Mode:
-    """A mode that lives in `unimodal.bench.<module>` (imported only when it runs)."""
+    """A mode that lives in `bench.<module>` (imported only when it runs)."""
     import importlib
 
     def load():
-        return importlib.import_module(f"unimodal.bench.{module}")
+        return importlib.import_module(f"bench.{module}")
 
     return (
         lambda parser: load().add_args(parser),

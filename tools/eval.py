@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 
 def run_vqa(args: argparse.Namespace) -> tuple[dict, str]:
-    from unimodal.evals.vqa import evaluate_vqa, vqa_table
+    from evals.vqa import evaluate_vqa, vqa_table
     from unimodal.pipeline import Pipeline
 
     pipe = Pipeline.from_pretrained(args.model)
@@ -25,7 +22,7 @@ def run_vqa(args: argparse.Namespace) -> tuple[dict, str]:
 
 
 def run_geneval_shapes(args: argparse.Namespace) -> tuple[dict, str]:
-    from unimodal.evals.geneval_shapes import evaluate_geneval_shapes, geneval_table
+    from evals.geneval_shapes import evaluate_geneval_shapes, geneval_table
     from unimodal.pipeline import Pipeline
 
     pipe = Pipeline.from_pretrained(args.model)
@@ -41,7 +38,7 @@ def run_geneval_shapes(args: argparse.Namespace) -> tuple[dict, str]:
 
 
 def run_edit(args: argparse.Namespace) -> tuple[dict, str]:
-    from unimodal.evals.edit import edit_table, evaluate_edit
+    from evals.edit import edit_table, evaluate_edit
     from unimodal.pipeline import Pipeline
 
     pipe = Pipeline.from_pretrained(args.model)
@@ -72,7 +69,7 @@ def _judge_backbone(args: argparse.Namespace):
 
 
 def run_rm_bench(args: argparse.Namespace) -> tuple[dict, str]:
-    from unimodal.evals.rm_suites import evaluate_rm_bench, rm_table
+    from evals.rm_suites import evaluate_rm_bench, rm_table
 
     if not args.data:
         raise SystemExit("error: --data FOLDER is required (RM-Bench *_filtered.json files)")
@@ -91,7 +88,7 @@ def run_rm_bench(args: argparse.Namespace) -> tuple[dict, str]:
 
 
 def run_pairs(args: argparse.Namespace) -> tuple[dict, str]:
-    from unimodal.evals.rm_suites import evaluate_pairs, rm_table
+    from evals.rm_suites import evaluate_pairs, rm_table
 
     if not args.data:
         raise SystemExit("error: --data FILE.jsonl is required (preference pairs)")
@@ -125,8 +122,8 @@ def _code_backbone(args: argparse.Namespace):
 
 def _code_suite(name: str, static_checks: bool = True):
     def run(args: argparse.Namespace) -> tuple[dict, str]:
+        from evals import code_suites
         from reasoning.executor import Executor
-        from unimodal.evals import code_suites
 
         if not args.data:
             raise SystemExit(f"error: --data is required for {name} (a local JSONL file)")

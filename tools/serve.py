@@ -10,12 +10,9 @@ authentication: keep it on loopback or put an authenticating proxy in front.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from unimodal.config import ConfigError, load_config  # noqa: E402
-from unimodal.serve import ServeConfig, create_app  # noqa: E402
+from unimodal.config import ConfigError, load_config
+from unimodal.serve import ServeConfig, create_app
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

@@ -13,12 +13,9 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from unimodal.config import ConfigError, load_config  # noqa: E402
-from unimodal.serve.load import run_load, serve_in_thread  # noqa: E402
+from unimodal.config import ConfigError, load_config
+from unimodal.serve.load import run_load, serve_in_thread
 
 
 @dataclass

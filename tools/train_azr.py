@@ -23,9 +23,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reasoning.azr import (  # noqa: E402
+from reasoning.azr import (
     KINDS,
     AZRConfig,
     Record,
@@ -37,16 +36,16 @@ from reasoning.azr import (  # noqa: E402
     timed,
     validate_tasks,
 )
-from reasoning.azr.warmstart import warmstart_pairs, warmstart_rollouts  # noqa: E402
-from reasoning.executor import Executor  # noqa: E402
-from reasoning.pg import PGConfig, estimate, policy_step  # noqa: E402
-from unimodal import checkpoint  # noqa: E402
-from unimodal.backbone import Backbone  # noqa: E402
-from unimodal.cli import run_tool  # noqa: E402
-from unimodal.config import ConfigError, load_config  # noqa: E402
-from unimodal.evals.code_suites import evaluate_deduction_set, heldout_deduction_set  # noqa: E402
-from unimodal.evals.code_suites import table as eval_table  # noqa: E402
-from unimodal.runtime import (  # noqa: E402
+from reasoning.azr.warmstart import warmstart_pairs, warmstart_rollouts
+from reasoning.executor import Executor
+from reasoning.pg import PGConfig, estimate, policy_step
+from unimodal import checkpoint
+from unimodal.backbone import Backbone
+from unimodal.cli import run_tool
+from unimodal.config import ConfigError, load_config
+from evals.code_suites import evaluate_deduction_set, heldout_deduction_set
+from evals.code_suites import table as eval_table
+from unimodal.train import (
     TrainConfig,
     make_accelerator,
     make_optimizer,
@@ -55,7 +54,7 @@ from unimodal.runtime import (  # noqa: E402
     save_training,
     seed_everything,
 )
-from unimodal.tiny import ensure_backbone  # noqa: E402
+from unimodal.presets import ensure_backbone
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 

@@ -24,19 +24,18 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reasoning.pg import policy_step  # noqa: E402
-from reasoning.rm_r1.data import PairStream  # noqa: E402
-from reasoning.rm_r1.distill import trace_batch  # noqa: E402
-from reasoning.rm_r1.grpo import GRPOConfig, judge_rollouts, rollout_stats  # noqa: E402
-from reasoning.rm_r1.judge import HeadSpec, load_head, save_head  # noqa: E402
-from reasoning.rm_r1.sources import DataConfig, SFTSource, held_out_pairs, rl_pairs  # noqa: E402
-from unimodal import checkpoint  # noqa: E402
-from unimodal.backbone import Backbone  # noqa: E402
-from unimodal.cli import run_tool  # noqa: E402
-from unimodal.evals.rm_suites import evaluate_pair_list, rm_table  # noqa: E402
-from unimodal.runtime import (  # noqa: E402
+from reasoning.pg import policy_step
+from reasoning.rm_r1.data import PairStream
+from reasoning.rm_r1.distill import trace_batch
+from reasoning.rm_r1.grpo import GRPOConfig, judge_rollouts, rollout_stats
+from reasoning.rm_r1.judge import HeadSpec, load_head, save_head
+from reasoning.rm_r1.sources import DataConfig, SFTSource, held_out_pairs, rl_pairs
+from unimodal import checkpoint
+from unimodal.backbone import Backbone
+from unimodal.cli import run_tool
+from evals.rm_suites import evaluate_pair_list, rm_table
+from unimodal.train import (
     Throughput,
     TrainConfig,
     make_accelerator,
@@ -46,8 +45,8 @@ from unimodal.runtime import (  # noqa: E402
     save_training,
     seed_everything,
 )
-from unimodal.sft import lm_loss  # noqa: E402
-from unimodal.tiny import ModelConfig, ensure_backbone  # noqa: E402
+from unimodal.stage0 import lm_loss
+from unimodal.presets import ModelConfig, ensure_backbone
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 

@@ -4,9 +4,8 @@ Loads Qwen2-VL / Qwen2.5-VL (and plain causal LMs such as Qwen2.5-Coder) from a 
 with the Auto classes, and gives the three uses what they need:
 
 - understanding: `chat` / `chat_stream` (see `unimodal.sampling`);
-- generation: `forward_with_extra_embeddings` appends learnable embeddings after a prompt and
-  returns the final hidden states at their positions, with gradients flowing through the frozen
-  weights into the embeddings;
+- generation: `run` / `position_ids`, on which `unimodal.queries` builds the query pass
+  (prompt + learnable queries through the frozen weights);
 - reasoning: named LoRA heads (`unimodal.lora_heads`), `token_logprobs` for policy gradients.
 
 Left out on purpose: video inputs, and any training logic (that lives in `tools/`).
@@ -226,88 +225,6 @@ class Backbone(LoraHeads, nn.Module):
             use_cache=use_cache,
             **kwargs,
         )
-
-    def forward_with_extra_embeddings(
-        self, prompt: Prompt, extra: torch.Tensor, pattern: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Run prompt + appended embeddings `extra` (B, Q, D); return their final states (B, Q, D).
-
-        `pattern` (Q, Q) bool: which appended tokens each appended token attends to (besides the
-        whole prompt); None is the usual causal order.
-
-        The prompt is left-padded, so the appended tokens sit at the same positions in every row
-        and see the whole prompt (causal attention). Gradients reach `extra` even when the
-        backbone is frozen.
-        """
-        q = extra.shape[1]
-        full = self._extended(prompt, q)
-        embeds = self.model.get_input_embeddings()(prompt.input_ids)  # (B, L, D)
-        embeds = torch.cat([embeds, extra.to(embeds.dtype)], 1)  # (B, L+Q, D)
-        if pattern is not None:
-            pos = self.position_ids(full)
-            mask = self.extra_attention_mask(prompt.attention_mask, pattern, embeds.dtype)
-            full = Prompt(full.input_ids, mask, full.extra)
-            return self.run(full, inputs_embeds=embeds, position_ids=pos).last_hidden_state[:, -q:]
-        out = self.run(full, inputs_embeds=embeds)
-        return out.last_hidden_state[:, -q:]  # (B, Q, D)
-
-    def forward_with_prefix_cache(
-        self, prompt: Prompt, extra: torch.Tensor, pattern: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """`forward_with_extra_embeddings` in two passes: the prompt once without gradient into
-        a key/value cache, then only the appended tokens through it (with gradient).
-
-        Same states (same positions and mask), but the backward pass covers the Q appended
-        tokens instead of all L + Q, and no prompt activations are kept for it.
-        """
-        q = extra.shape[1]
-        n = prompt.input_ids.shape[1]
-        full = self._extended(prompt, q)
-        pos = self.position_ids(full)  # (B, L+Q) or (3, B, L+Q)
-        with torch.no_grad():
-            cache = self.run(prompt, position_ids=pos[..., :n], use_cache=True).cache
-        mask = full.attention_mask
-        if pattern is not None:  # the appended rows of the custom mask
-            mask = self.extra_attention_mask(prompt.attention_mask, pattern, self.dtype, True)
-        tail = Prompt(full.input_ids[:, n:], mask, {})
-        embeds = extra.to(self.dtype)  # (B, Q, D)
-        out = self.run(tail, inputs_embeds=embeds, position_ids=pos[..., n:], cache=cache)
-        return out.last_hidden_state  # (B, Q, D)
-
-    @staticmethod
-    def extra_attention_mask(
-        prompt_mask: torch.Tensor,
-        pattern: torch.Tensor,
-        dtype: torch.dtype,
-        appended_only: bool = False,
-    ) -> torch.Tensor:
-        """Additive 4-D mask (B, 1, L+Q, L+Q): causal over the (left-padded) prompt, every
-        appended token sees the whole prompt and the appended tokens `pattern` (Q, Q) allows.
-        Each position also sees itself, so padding rows are never empty. `appended_only`: just
-        the appended tokens' rows (B, 1, Q, L+Q), as a pass over a cached prompt needs."""
-        b, n = prompt_mask.shape
-        q = pattern.shape[0]
-        t, dev = n + q, prompt_mask.device
-        rows = torch.arange(n if appended_only else 0, t, device=dev)[:, None]  # (R, 1)
-        cols = torch.arange(t, device=dev)[None]  # (1, T)
-        allowed = cols <= rows  # (R, T) causal
-        allowed[-q:, n:] = pattern.to(dev)
-        keys = torch.cat([prompt_mask.bool(), prompt_mask.new_ones(b, q).bool()], 1)  # (B, T)
-        allowed = (allowed[None] & keys[:, None, :]) | (cols == rows)[None]  # (B, R, T)
-        zero = torch.zeros((), dtype=dtype, device=dev)
-        return torch.where(allowed, zero, torch.finfo(dtype).min)[:, None]  # (B, 1, R, T)
-
-    def _extended(self, prompt: Prompt, q: int) -> Prompt:
-        """The prompt followed by q placeholder (pad) tokens that attend and count as text."""
-        b = prompt.input_ids.shape[0]
-        pad = self.tokenizer.pad_token_id
-        ids = torch.cat([prompt.input_ids, prompt.input_ids.new_full((b, q), pad)], 1)  # (B, L+Q)
-        mask = torch.cat([prompt.attention_mask, prompt.attention_mask.new_ones(b, q)], 1)
-        extra_kw = dict(prompt.extra)
-        if "mm_token_type_ids" in extra_kw:
-            mm = extra_kw["mm_token_type_ids"]
-            extra_kw["mm_token_type_ids"] = torch.cat([mm, mm.new_zeros(b, q)], 1)
-        return Prompt(ids, mask, extra_kw)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor

@@ -8,17 +8,25 @@ from collections.abc import Callable
 from typing import Any
 
 from unimodal.backbone import BackboneError
-from unimodal.config import ConfigError, load_config
+from unimodal.config import ConfigError, load_config, to_toml
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, BackboneError, FileNotFoundError)
 
 
 def run_tool(main: Callable[[Any], Any], config_cls: type, argv: list[str] | None = None) -> None:
-    """`main(load_config(config_cls, argv))`, with user errors reported as `error: ...`."""
+    """`main(load_config(config_cls, argv))`, with user errors reported as `error: ...`;
+    `--print-config` prints the resolved run as TOML and exits without running it."""
     from unimodal.data import DataError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    show = "--print-config" in argv
+    argv = [a for a in argv if a != "--print-config"]
     try:
-        main(load_config(config_cls, sys.argv[1:] if argv is None else argv))
+        cfg = load_config(config_cls, argv)
+        if show:
+            print(to_toml(cfg), end="")
+            return
+        main(cfg)
     except (*USER_ERRORS, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

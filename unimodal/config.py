@@ -4,9 +4,14 @@ Every tool owns a root dataclass whose fields are nested dataclasses (sections) 
 `load_config(Root, argv)` reads `--config FILE.toml` (a path, or a name in `configs/`), applies
 overrides in order, and checks every key and type: an unknown key or a value of the wrong type is
 a `ConfigError` naming the dotted key. `to_dict` / `to_toml` give the resolved config that is
-printed at start and saved with every checkpoint.
+printed at start (`--print-config` prints it and exits) and saved with every checkpoint.
 
-Left out on purpose: config inheritance, interpolation and environment variables.
+A root class may name a TOML in `DEFAULT_CONFIG` (a `ClassVar`): it is the run used when no
+`--config` is given (e.g. `train_gen.py` alone runs `configs/gen_tiny.toml`), so every setting of
+an embedded default is visible in a file, and a run given `--config X` starts from the neutral
+dataclass defaults, never from another run's settings.
+
+Left out on purpose: config inheritance between TOMLs, interpolation, environment variables.
 """
 
 from __future__ import annotations
@@ -236,7 +241,7 @@ def load_config(cls: type[T], argv: list[str] | None = None, base: str | None = 
     argv = list(argv or [])
     table: dict[str, Any] = {}
     overrides: list[tuple[str, Any]] = []
-    config_name = base
+    config_name = base or getattr(cls, "DEFAULT_CONFIG", None)
     i = 0
     while i < len(argv):
         arg = argv[i]

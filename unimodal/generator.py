@@ -5,8 +5,9 @@ For each query scale s (default 4, 8, 16) there is one output resolution (`resol
 backbone runs once on prompt + all queries, the connector turns each scale's query states into
 condition tokens, and the shared decoder learns to denoise the image at that scale's resolution
 from them. Alignment ties the decoder's block-k hidden states at each scale to the backbone's
-query states of that scale (or to an external encoder's patch features), resampled to the
-decoder's token grid. CFG: the condition is dropped to a learned null with probability p.
+query states of that scale, or (`align_target = 'encoder'`, REPA's main setting) to the patch
+features of the clean image from a frozen external encoder (`unimodal.encoders`), resampled to
+the decoder's token grid. CFG: the condition is dropped to a learned null with probability p.
 
 Editing (`edit = true`): the source image enters twice, as vision tokens in the backbone
 context before the instruction and the queries, and as reference latents concatenated to the
@@ -17,7 +18,6 @@ Left out on purpose: device placement and logging (the training loop does that).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -45,7 +45,8 @@ from flow_matching import sample as ode_sample
 from unimodal.align import Projector, alignment_loss, resample_grid
 from unimodal.backbone import Backbone, Prompt
 from unimodal.connector import Connector, ConnectorConfig
-from unimodal.queries import MultiScaleQueries, QueryConfig
+from unimodal.encoders import EncoderConfig, ImageEncoder, build_encoder
+from unimodal.queries import MultiScaleQueries, QueryConfig, query_states, query_states_cached
 
 
 @dataclass
@@ -75,6 +76,7 @@ class GenModelConfig:
     cfg_dropout: float = 0.1
     align_weight: float = 0.5  # lambda; 0 disables alignment
     align_target: str = "backbone"  # backbone | encoder
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # align_target = 'encoder'
     projector_dim: int = 256
     prompt_prefix: str = ""  # text put before every prompt, e.g. "Generate an image: "
     relative_queries: bool = False  # subtract the query states of the empty prompt and scale
@@ -84,9 +86,6 @@ class GenModelConfig:
     edit_reference: bool = True  # editing: also feed the source as reference latents
     image_dropout: float = 0.1  # editing: reference dropped (zeros) with this probability
     prefix_cache: bool = True  # training: prompt once without gradient, queries reuse its KV
-    prompt_loss_weight: float = 0.0  # >0: each scale's pooled condition must name the prompt's
-    # tokens (multi-label bag of words, a linear head) - pushes the prompt into the condition
-    # fast when the backbone's query states carry it weakly (e.g. a random tiny backbone)
 
     def __post_init__(self) -> None:
         scales = self.queries.scales
@@ -101,6 +100,11 @@ class GenModelConfig:
         if self.align_target not in ("backbone", "encoder"):
             raise ValueError(
                 f"gen.align_target: unknown '{self.align_target}' (backbone | encoder)"
+            )
+        if self.align_target == "encoder" and not (self.encoder.path and self.align_weight > 0):
+            raise ValueError(
+                "gen.align_target = 'encoder': set gen.encoder.path (local weights) and "
+                f"gen.align_weight > 0 (got path '{self.encoder.path}', {self.align_weight})"
             )
         if self.decoder.pretrained and self.flow.prediction != "velocity":
             raise ValueError(
@@ -133,9 +137,12 @@ def check_grids(cfg: GenModelConfig, decoder: Decoder, downsample: int) -> list[
 
 
 class Generator(nn.Module):
-    """Everything the generation path trains, plus the frozen backbone, decoder and VAE."""
+    """Everything the generation path trains, plus the frozen backbone, decoder and VAE
+    (and the frozen alignment encoder, built from `cfg.encoder` unless one is passed)."""
 
-    def __init__(self, cfg: GenModelConfig, backbone: Backbone, encoder: nn.Module | None = None):
+    def __init__(
+        self, cfg: GenModelConfig, backbone: Backbone, encoder: ImageEncoder | None = None
+    ):
         super().__init__()
         self.cfg = cfg
         self.backbone = backbone.freeze()
@@ -152,18 +159,13 @@ class Generator(nn.Module):
         scales = cfg.queries.scales
         self.connector = Connector(cfg.connector, width, self.decoder.cond_dim, tuple(scales))
         self.nulls = nn.ModuleList(NullCondition(s * s, self.decoder.cond_dim) for s in scales)
-        self.encoder = encoder
-        if cfg.align_target == "encoder" and encoder is None:
-            raise ValueError("gen.align_target = 'encoder' needs an encoder (encoder.path)")
-        target_dim = encoder.dim if cfg.align_target == "encoder" else width
+        self.encoder = None
+        if cfg.align_target == "encoder":
+            self.encoder = encoder if encoder is not None else build_encoder(cfg.encoder)
+        target_dim = self.encoder.dim if self.encoder is not None else width
         self.projectors = nn.ModuleList(
             Projector(self.decoder.hidden_dim, target_dim, cfg.projector_dim) for _ in scales
         )
-        self.prompt_head = None
-        if cfg.prompt_loss_weight > 0:
-            vocab = backbone.model.get_input_embeddings().num_embeddings
-            self.prompt_head = nn.Linear(self.decoder.cond_dim, vocab)
-            nn.init.constant_(self.prompt_head.bias, -math.log(vocab))  # few tokens per prompt
         self.train_index = [
             k for k, s in enumerate(scales) if not cfg.train_scales or s in cfg.train_scales
         ]
@@ -187,9 +189,9 @@ class Generator(nn.Module):
         queries = self.queries(prompt.input_ids.shape[0])  # (B, Q, D)
         pattern = self.queries.pattern()
         if self.cfg.prefix_cache and torch.is_grad_enabled() and queries.requires_grad:
-            hidden = self.backbone.forward_with_prefix_cache(prompt, queries, pattern)
+            hidden = query_states_cached(self.backbone, prompt, queries, pattern)
         else:  # one pass: without gradients the prompt is computed once either way
-            hidden = self.backbone.forward_with_extra_embeddings(prompt, queries, pattern)
+            hidden = query_states(self.backbone, prompt, queries, pattern)
         states = self.queries.split(hidden.float())
         if self.cfg.relative_queries:
             base = self._empty_prompt_states(pattern, prompt.input_ids.device)
@@ -206,7 +208,7 @@ class Generator(nn.Module):
             empty = getattr(self, "_empty_prompt", None)
             if empty is None or empty.input_ids.device != device:
                 self._empty_prompt = empty = self.encode_prompts([""]).to(device)
-            base = self.backbone.forward_with_extra_embeddings(empty, self.queries(1), pattern)
+            base = query_states(self.backbone, empty, self.queries(1), pattern)
             if grad:
                 return base.float()
             self._empty_key, self._empty_base = key, base.float()
@@ -233,54 +235,45 @@ class Generator(nn.Module):
             ref = ref * (keep >= self.cfg.image_dropout).to(ref.dtype)[:, None, None, None]
         states = self.query_states(prompt)
         conds = self.conditions(states)
+        aligned = self.cfg.align_weight > 0
+        feats = self.encoder(pixels) if aligned and self.encoder is not None else None
         out: dict[str, torch.Tensor] = {}
         total = pixels.new_zeros(())
         for k in self.train_index:
-            res = self.cfg.resolutions[k]
-            img = (
-                pixels
-                if pixels.shape[-1] == res
-                else F.interpolate(pixels, size=(res, res), mode="area")
-            )
-            with torch.no_grad():
-                x0 = self.vae.encode(img)  # (B, C, h, w)
-            cond, _, _ = drop_condition(
-                conds[k], None, self.nulls[k].embedding, self.cfg.cfg_dropout, generator
-            )
-            b = x0.shape[0]
-            sigma = sample_sigmas(self.cfg.flow, b, generator, x0.device)  # (B,)
-            noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-            x_t = add_noise(x0, noise, sigma)
-            ref_k = self.reference_latents(ref, res)
-            out_k, hidden = self.decoder(x_t, sigma, cond, ref=ref_k)
-            v = output_to_velocity(out_k, x_t, sigma, self.cfg.flow)
-            fm = flow_matching_loss(v, x0, noise, sigma, self.cfg.flow)
-            s = self.cfg.queries.scales[k]
+            s, res = self.cfg.queries.scales[k], self.cfg.resolutions[k]
+            img = pixels if pixels.shape[-1] == res else F.interpolate(pixels, (res, res), mode="area")  # fmt: skip
+            fm, hidden = self.scale_loss(k, img, conds[k], self.reference_latents(ref, res), generator)  # fmt: skip
             out[f"fm_{s}"] = fm.detach()
             total = total + fm
-            if self.cfg.align_weight > 0 and hidden is not None:
-                target = self.align_target(states[k], img, self.grids[k])  # (B, N, Dt)
-                al, cos = alignment_loss(self.projectors[k](hidden), target)
+            if aligned and hidden is not None:
+                target = resample_grid(feats if feats is not None else states[k], self.grids[k])
+                al, cos = alignment_loss(self.projectors[k](hidden), target)  # target (B, N, Dt)
                 out[f"align_{s}"], out[f"cos_{s}"] = al.detach(), cos
                 total = total + self.cfg.align_weight * al
-        if self.prompt_head is not None:
-            words = self.prompt_words(prompt)  # (B, V)
-            for k in self.train_index:
-                logits = self.prompt_head(conds[k].mean(1))  # (B, V)
-                bow = F.binary_cross_entropy_with_logits(logits, words, reduction="sum")
-                bow = bow / words.shape[0]
-                out[f"prompt_{self.cfg.queries.scales[k]}"] = bow.detach()
-                total = total + self.cfg.prompt_loss_weight * bow
         out["loss"] = total
         return out
 
-    def prompt_words(self, prompt: Prompt) -> torch.Tensor:
-        """Multi-hot (B, V) of the token ids in each prompt (padding excluded)."""
-        words = torch.zeros(
-            prompt.input_ids.shape[0], self.prompt_head.out_features, device=prompt.input_ids.device
+    def scale_loss(
+        self,
+        k: int,
+        img: torch.Tensor,
+        cond: torch.Tensor,
+        ref: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Flow-matching loss of scale k on `img` (B, 3, r, r) given `cond` (B, s*s, Dc);
+        also the decoder's hidden states at the alignment block (B, N, Dh) or None."""
+        with torch.no_grad():
+            x0 = self.vae.encode(img)  # (B, C, h, w)
+        cond, _, _ = drop_condition(
+            cond, None, self.nulls[k].embedding, self.cfg.cfg_dropout, generator
         )
-        words.scatter_add_(1, prompt.input_ids, prompt.attention_mask.float())
-        return words.clamp_(max=1.0)
+        sigma = sample_sigmas(self.cfg.flow, x0.shape[0], generator, x0.device)  # (B,)
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        x_t = add_noise(x0, noise, sigma)  # (B, C, h, w)
+        out, hidden = self.decoder(x_t, sigma, cond, ref=ref)
+        v = output_to_velocity(out, x_t, sigma, self.cfg.flow)
+        return flow_matching_loss(v, x0, noise, sigma, self.cfg.flow), hidden
 
     @torch.no_grad()
     def reference_latents(self, ref: torch.Tensor | None, res: int) -> torch.Tensor | None:
@@ -289,13 +282,6 @@ class Generator(nn.Module):
             return None
         img = ref if ref.shape[-1] == res else F.interpolate(ref, size=(res, res), mode="area")
         return self.vae.encode(img)
-
-    def align_target(self, states: torch.Tensor, img: torch.Tensor, grid: int) -> torch.Tensor:
-        if self.cfg.align_target == "encoder":
-            with torch.no_grad():
-                feats = self.encoder(img)  # (B, n*n, De)
-            return resample_grid(feats, grid)
-        return resample_grid(states, grid)  # (B, grid*grid, D)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -319,28 +305,19 @@ class Generator(nn.Module):
         branches (null, no ref), (null, ref) and (cond, ref) with image and text scales.
         """
         sc = self.cfg.sampler
-        steps = steps or sc.steps
         guidance = sc.guidance if guidance is None else guidance
         image_guidance = sc.image_guidance if image_guidance is None else image_guidance
         k = scale_index % len(self.cfg.queries.scales)
         device = self.backbone.device
         prompt = self.encode_prompts(texts, images).to(device)
         cond = self.conditions(self.query_states(prompt))[k]  # (B, L, Dc)
-        b = cond.shape[0]
-        null = self.nulls[k](b).to(cond.dtype)
         res = self.cfg.resolutions[k]
         ref_k = self.reference_latents(ref.to(device) if ref is not None else None, res)
-        if ref_k is not None:
-            stacked = torch.cat([null, null, cond], 0)
-            refs = torch.cat([torch.zeros_like(ref_k), ref_k, ref_k], 0)
-            weights = dual_guidance_weights(image_guidance, guidance)
-        elif guidance != 1.0:
-            stacked, refs, weights = torch.cat([null, cond], 0), None, cfg_weights(guidance)
-        else:
-            stacked, refs, weights = cond, None, (1.0,)
+        stacked, refs, weights = self.guidance_branches(
+            cond, self.nulls[k](cond.shape[0]).to(cond.dtype), ref_k, guidance, image_guidance
+        )
         latent = res // self.vae.downsample
-        shape = (b, self.decoder.in_channels, latent, latent)
-        gen = torch.Generator(device=device).manual_seed(seed)
+        shape = (cond.shape[0], self.decoder.in_channels, latent, latent)
 
         def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             out = self.decoder(x, sigma, stacked, ref=refs)[0]
@@ -349,14 +326,33 @@ class Generator(nn.Module):
         x0 = ode_sample(
             velocity,
             shape,
-            steps=steps,
+            steps=steps or sc.steps,
             method=method or sc.method,
             shift=sc.shift,
             weights=weights,
-            generator=gen,
+            generator=torch.Generator(device=device).manual_seed(seed),
             device=device,
         )
         return self.vae.decode(x0).clamp(-1, 1)
+
+    @staticmethod
+    def guidance_branches(
+        cond: torch.Tensor,
+        null: torch.Tensor,
+        ref: torch.Tensor | None,
+        guidance: float,
+        image_guidance: float,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[float, ...]]:
+        """Stacked conditions (k*B, L, Dc), references and weights of the guidance branches:
+        dual (null, no ref), (null, ref), (cond, ref) with a reference; else CFG (null, cond),
+        or the condition alone at guidance 1."""
+        if ref is not None:
+            refs = torch.cat([torch.zeros_like(ref), ref, ref], 0)  # (3B, C, h, w)
+            weights = dual_guidance_weights(image_guidance, guidance)
+            return torch.cat([null, null, cond], 0), refs, weights
+        if guidance != 1.0:
+            return torch.cat([null, cond], 0), None, cfg_weights(guidance)  # (2B, L, Dc)
+        return cond, None, (1.0,)
 
     # ------------------------------------------------------------------ weights
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:

@@ -12,6 +12,12 @@ and MetaQueries) or 'prompt' (each query sees the whole prompt and itself only).
 last scale's tokens spend most of their attention on the hundreds of queries before them; with
 'prompt' every query reads the prompt undiluted and the connector relates the cells.
 
+The query pass (`query_states`, `query_states_cached`) runs the frozen backbone on prompt +
+queries and returns the final hidden states at the query positions, with gradients flowing
+through the frozen weights into the queries. The prompt is left-padded, so the queries sit at the
+same positions in every row and see the whole prompt; `query_attention_mask` builds the mask when
+the queries follow a `pattern` other than the causal order.
+
 Left out on purpose: queries as new vocabulary rows (MetaQueries), which changes the tokenizer.
 """
 
@@ -22,6 +28,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from unimodal.backbone import Backbone, Prompt
 
 
 @dataclass
@@ -97,3 +105,84 @@ class MultiScaleQueries(nn.Module):
             out.append(hidden[:, i + 1 : i + 1 + s * s])
             i += s * s + 2
         return out
+
+
+# ---------------------------------------------------------------------- the query pass
+def query_states(
+    backbone: Backbone, prompt: Prompt, queries: torch.Tensor, pattern: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Run prompt + appended `queries` (B, Q, D) in one pass; their final states (B, Q, D).
+
+    `pattern` (Q, Q) bool: which queries each query attends to (besides the whole prompt);
+    None is the usual causal order. Gradients reach `queries` even when the backbone is frozen.
+    """
+    q = queries.shape[1]
+    full = _with_placeholders(backbone, prompt, q)
+    embeds = backbone.model.get_input_embeddings()(prompt.input_ids)  # (B, L, D)
+    embeds = torch.cat([embeds, queries.to(embeds.dtype)], 1)  # (B, L+Q, D)
+    if pattern is None:
+        return backbone.run(full, inputs_embeds=embeds).last_hidden_state[:, -q:]  # (B, Q, D)
+    pos = backbone.position_ids(full)
+    mask = query_attention_mask(prompt.attention_mask, pattern, embeds.dtype)
+    full = Prompt(full.input_ids, mask, full.extra)
+    out = backbone.run(full, inputs_embeds=embeds, position_ids=pos)
+    return out.last_hidden_state[:, -q:]  # (B, Q, D)
+
+
+def query_states_cached(
+    backbone: Backbone, prompt: Prompt, queries: torch.Tensor, pattern: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`query_states` in two passes: the prompt once without gradient into a key/value cache,
+    then only the queries through it (with gradient).
+
+    Same states (same positions and mask), but the backward pass covers the Q queries instead
+    of all L + Q tokens, and no prompt activations are kept for it.
+    """
+    q, n = queries.shape[1], prompt.input_ids.shape[1]
+    full = _with_placeholders(backbone, prompt, q)
+    pos = backbone.position_ids(full)  # (B, L+Q) or (3, B, L+Q)
+    with torch.no_grad():
+        cache = backbone.run(prompt, position_ids=pos[..., :n], use_cache=True).cache
+    mask = full.attention_mask
+    if pattern is not None:  # the query rows of the custom mask
+        mask = query_attention_mask(prompt.attention_mask, pattern, backbone.dtype, True)
+    tail = Prompt(full.input_ids[:, n:], mask, {})
+    embeds = queries.to(backbone.dtype)  # (B, Q, D)
+    out = backbone.run(tail, inputs_embeds=embeds, position_ids=pos[..., n:], cache=cache)
+    return out.last_hidden_state  # (B, Q, D)
+
+
+def query_attention_mask(
+    prompt_mask: torch.Tensor,
+    pattern: torch.Tensor,
+    dtype: torch.dtype,
+    queries_only: bool = False,
+) -> torch.Tensor:
+    """Additive 4-D mask (B, 1, L+Q, L+Q): causal over the (left-padded) prompt, every query
+    sees the whole prompt and the queries `pattern` (Q, Q) allows. Each position also sees
+    itself, so padding rows are never empty. `queries_only`: just the queries' rows
+    (B, 1, Q, L+Q), as a pass over a cached prompt needs."""
+    b, n = prompt_mask.shape
+    q = pattern.shape[0]
+    t, dev = n + q, prompt_mask.device
+    rows = torch.arange(n if queries_only else 0, t, device=dev)[:, None]  # (R, 1)
+    cols = torch.arange(t, device=dev)[None]  # (1, T)
+    allowed = cols <= rows  # (R, T) causal
+    allowed[-q:, n:] = pattern.to(dev)
+    keys = torch.cat([prompt_mask.bool(), prompt_mask.new_ones(b, q).bool()], 1)  # (B, T)
+    allowed = (allowed[None] & keys[:, None, :]) | (cols == rows)[None]  # (B, R, T)
+    zero = torch.zeros((), dtype=dtype, device=dev)
+    return torch.where(allowed, zero, torch.finfo(dtype).min)[:, None]  # (B, 1, R, T)
+
+
+def _with_placeholders(backbone: Backbone, prompt: Prompt, q: int) -> Prompt:
+    """The prompt followed by q placeholder (pad) tokens that attend and count as text."""
+    b = prompt.input_ids.shape[0]
+    pad = backbone.tokenizer.pad_token_id
+    ids = torch.cat([prompt.input_ids, prompt.input_ids.new_full((b, q), pad)], 1)  # (B, L+Q)
+    mask = torch.cat([prompt.attention_mask, prompt.attention_mask.new_ones(b, q)], 1)
+    extra = dict(prompt.extra)
+    if "mm_token_type_ids" in extra:
+        mm = extra["mm_token_type_ids"]
+        extra["mm_token_type_ids"] = torch.cat([mm, mm.new_zeros(b, q)], 1)  # (B, L+Q)
+    return Prompt(ids, mask, extra)

@@ -106,7 +106,16 @@ def describe(exc):
 
 
 def child_main(cfg, program, call, timeout, w):
-    """Runs in the forked child; never returns. Replies `status NUL output-or-reason`."""
+    """Runs in the forked child; never returns. Replies `status NUL output-or-reason`.
+
+    Everything the reply path needs after the program has run is bound to locals before it runs:
+    a program may replace `builtins.repr` / `str` / `type` / `len` / `eval` / `BaseException`,
+    `os.write`, `os._exit`, `struct.pack` or this module's globals (`import __main__`), and none
+    of that may change its result. Texts are copied to exact `str`s first (a `__repr__` or
+    `__str__` may return a str subclass whose `__radd__` would rewrite the whole reply).
+    """
+    repr_, str_, type_, len_, eval_, base = repr, str, type, len, eval, BaseException
+    write, pack, exit_, max_output = os.write, struct.pack, os._exit, cfg["max_output"]
     if cfg["pdeathsig"]:  # in bwrap the pid namespace dies with the worker anyway
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     for fd, source in ((0, cfg["null_fd"]), (1, cfg["out_fd"]), (2, cfg["out_fd"])):
@@ -120,18 +129,25 @@ def child_main(cfg, program, call, timeout, w):
     try:
         namespace = {"__name__": "__main__", "__builtins__": builtins}
         exec(program, namespace)
-        text = repr(eval(call, namespace))
-        if len(text) > cfg["max_output"]:
-            status, text = "output-limit", f"output repr has {len(text)} characters"
-        else:
-            status = "ok"
-    except BaseException as exc:  # noqa: B036 - a program may raise SystemExit and friends
-        status, text = "error", describe(exc)
+        text = str_.__str__(repr_(eval_(call, namespace)))
+        status = "ok"
+        if len_(text) > max_output:
+            status, text = "output-limit", f"output repr has {len_(text)} characters"
+    except base as exc:  # noqa: B036 - a program may raise SystemExit and friends
+        status, text = "error", "<exception>"
+        try:  # str() runs program code
+            text = str_.__str__(type_(exc).__name__)
+            text = (text + ": " + str_.__str__(str_(exc)))[:1000]
+        except base:  # noqa: B036
+            text += ": <message cannot be formatted>"
     try:  # no json here: every module touched after fork costs page faults
-        write_frame(w, (status + "\0" + text).encode("utf-8", "backslashreplace"))
-    except BaseException:  # noqa: B036
-        os._exit(72)
-    os._exit(0)
+        body = (status + "\0" + text).encode("utf-8", "backslashreplace")
+        frame = pack(">I", len_(body)) + body
+        while frame:
+            frame = frame[write(w, frame) :]
+    except base:  # noqa: B036
+        exit_(72)
+    exit_(0)
 
 
 def wait_child(pid, r, deadline, cap):
@@ -221,13 +237,14 @@ def run_one(cfg, req):
     os.ftruncate(cfg["out_fd"], 0)
     os.lseek(cfg["out_fd"], 0, os.SEEK_SET)
     r, w = os.pipe()
+    exit_ = os._exit  # bound before the program can replace it
     pid = os.fork()
     if pid == 0:
         try:
             os.close(r)
             child_main(cfg, program, call, req["timeout"], w)
         finally:
-            os._exit(70)
+            exit_(70)
     os.close(w)
     try:
         cap = cfg["max_output"] * 4 + 4096  # UTF-8: at most 4 bytes a character

@@ -2,7 +2,7 @@
 
 Each row is the rendered judge input (chat template, generation prompt added) followed by the
 trace and the end-of-turn token; the mask marks the trace and that token, so the SFT loss
-(`unimodal.sft.lm_loss`, masked next-token cross-entropy) never trains on the prompt. Rows are
+(`unimodal.stage0.lm_loss`, masked next-token cross-entropy) never trains on the prompt. Rows are
 left-padded like every other batch of the backbone. Left out: packing several rows into one.
 """
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from unimodal.bench import common
-from unimodal.bench.common import speedup
+from bench import common
+from bench.common import speedup
 
 SWEEP_KEYS = ("batch", "resolution", "prompt_len")
 
@@ -62,21 +62,13 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_cfg(args: argparse.Namespace, sweep: tuple[str, int] | None = None):
-    """The train_gen config with overrides, batch and the swept value applied."""
-    import importlib.util
-    import sys
-
+    """The train_gen config (default `configs/gen_tiny.toml`) with overrides, batch and the
+    swept value applied."""
     from unimodal.config import load_config
+    from unimodal.train.gen_config import GenTrainConfig
 
-    path = Path(__file__).resolve().parents[2] / "tools" / "train_gen.py"
-    mod = sys.modules.get("train_gen")
-    if mod is None:
-        spec = importlib.util.spec_from_file_location("train_gen", path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["train_gen"] = mod
-        spec.loader.exec_module(mod)
     argv = (["--config", args.config] if args.config else []) + [f"--{s}" for s in args.set]
-    cfg = load_config(mod.CONFIG, argv)
+    cfg = load_config(GenTrainConfig, argv)
     if args.batch:
         cfg.train.batch_size = args.batch
     if sweep and sweep[0] == "batch":
@@ -120,7 +112,7 @@ def make_batches(gen, cfg, n: int, prompt_len: int, device: torch.device) -> lis
 def build_unit(cfg, backbone, opts: Options, device: torch.device, batches: list[tuple]):
     """A closure that runs one training step of a fresh generator with options `opts`."""
     from unimodal.generator import Generator
-    from unimodal.runtime import EMA, trainable
+    from unimodal.train import EMA, trainable
 
     torch.manual_seed(cfg.train.seed)
     gen = Generator(replace(cfg.gen, prefix_cache=opts.prefix_cache), backbone).to(device)
@@ -154,7 +146,7 @@ def build_unit(cfg, backbone, opts: Options, device: torch.device, batches: list
 def compare(args: argparse.Namespace, cfg, device: torch.device, prompt_len: int) -> dict:
     """Time every variant on one config; returns per-variant numbers and ratios."""
     from unimodal.backbone import Backbone
-    from unimodal.tiny import ensure_backbone
+    from unimodal.presets import ensure_backbone
 
     backbone = Backbone.from_pretrained(ensure_backbone(cfg.model.path, cfg.model.preset))
     backbone = backbone.to(device)

@@ -14,7 +14,7 @@ import torch
 from unimodal.backbone import Backbone
 from unimodal.data import chance_level
 from unimodal.sampling import sample
-from unimodal.sft import shapes_example
+from unimodal.stage0 import shapes_example
 
 HELD_OUT_SEED = 1_000_003
 

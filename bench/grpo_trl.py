@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from unimodal.bench import common
+from bench import common
 
 if TYPE_CHECKING:
     from unimodal.backbone import Backbone
@@ -200,9 +200,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except Exception as err:  # installed but broken against this torch / transformers
         report["skipped"] = f"trl is installed but does not import: {err!r}"
         return report
+    from bench.rollout import prompts as make_prompts
     from unimodal.backbone import Backbone
-    from unimodal.bench.rollout import prompts as make_prompts
-    from unimodal.tiny import ensure_backbone
+    from unimodal.presets import ensure_backbone
 
     device = common.pick_device(args.device)
     common.set_threads(args.threads, device)

@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from unimodal.bench import common
-from unimodal.bench.common import speedup
-from unimodal.bench.gen_train import load_cfg
+from bench import common
+from bench.common import speedup
+from bench.gen_train import load_cfg
 
 SWEEP_KEYS = ("batch", "resolution", "steps")
 
@@ -107,7 +107,7 @@ def compare(args: argparse.Namespace, cfg, device: torch.device, steps: int, siz
     from unimodal.data import edit_sample, render
     from unimodal.gendata import GenData, to_tensor
     from unimodal.generator import Generator
-    from unimodal.tiny import ensure_backbone
+    from unimodal.presets import ensure_backbone
 
     backbone = Backbone.from_pretrained(ensure_backbone(cfg.model.path, cfg.model.preset))
     backbone = backbone.to(device)

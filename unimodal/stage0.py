@@ -19,7 +19,7 @@ from PIL import Image
 
 from unimodal.backbone import Backbone, Message, Prompt
 from unimodal.data import caption, render, sample_scene, vqa_sample
-from unimodal.tiny import stdlib_code
+from unimodal.presets import stdlib_code
 
 CAPTION_QUESTION = "Describe the image."
 

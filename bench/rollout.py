@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from unimodal.bench import common
-from unimodal.bench.common import speedup
+from bench import common
+from bench.common import speedup
 
 SWEEP_KEYS = ("batch", "new_tokens", "prompt_len")
 
@@ -128,7 +128,7 @@ def compare(args, backbone, device: torch.device, batch: int, new: int, plen: in
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from unimodal.backbone import Backbone
-    from unimodal.tiny import ensure_backbone
+    from unimodal.presets import ensure_backbone
 
     device = common.pick_device(args.device)
     common.set_threads(args.threads, device)

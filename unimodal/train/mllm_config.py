@@ -1,0 +1,38 @@
+"""The root config of `tools/train_mllm.py` (stage 0: captions, VQA and code LM)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from unimodal.train.config import BackboneConfig, TrainConfig
+
+
+@dataclass
+class Stage0DataConfig:
+    image_size: int = 64
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"caption": 1.0, "vqa": 2.0, "code": 1.0}
+    )
+    code_path: str | None = None  # optional JSONL with a `code` field (e.g. CRUXEval)
+    chunk_chars: int = 600  # code LM: source split into chunks of at most this many characters
+
+    def __post_init__(self) -> None:
+        if self.chunk_chars < 1:
+            raise ValueError(f"data.chunk_chars: must be >= 1, got {self.chunk_chars}")
+
+
+@dataclass
+class VQAEvalConfig:
+    vqa_samples: int = 200
+    batch_size: int = 32
+
+
+@dataclass
+class MLLMConfig:
+    DEFAULT_CONFIG: ClassVar[str] = "mllm_tiny"
+
+    model: BackboneConfig = field(default_factory=BackboneConfig)
+    data: Stage0DataConfig = field(default_factory=Stage0DataConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(out_dir="runs/mllm"))
+    eval: VQAEvalConfig = field(default_factory=VQAEvalConfig)
