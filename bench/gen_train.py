@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from bench import common
-from bench.common import speedup
+from bench.report import format_table, parse_sweep, run_sweep, speedup, sweep_line
 
 SWEEP_KEYS = ("batch", "resolution", "prompt_len")
 
@@ -195,12 +195,12 @@ def compare(args: argparse.Namespace, cfg, device: torch.device, prompt_len: int
 def run(args: argparse.Namespace) -> dict[str, Any]:
     device = common.pick_device(args.device)
     common.set_threads(args.threads, device)
-    sweep = common.parse_sweep(args.sweep, SWEEP_KEYS)
+    sweep = parse_sweep(args.sweep, SWEEP_KEYS)
     cfg = load_cfg(args)
     report: dict[str, Any] = {
         "mode": "gen-train",
         "machine": common.machine(device),
-        "config": args.config or "train_gen default",
+        "config": args.config or "gen_tiny",
         "overrides": args.set,
         "batch": cfg.train.batch_size,
         "steps_per_round": args.steps,
@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         def measure(v: int) -> dict:
             return compare(args, load_cfg(args, (key, v)), device, v if key == "prompt_len" else 0)
 
-        common.run_sweep(report, "gen-train", sweep, measure, args.plot)
+        run_sweep(report, "gen-train", sweep, measure, args.plot)
     report["peak_rss_mb"] = common.peak_rss_mb()
     return report
 
@@ -227,7 +227,7 @@ def table(report: dict[str, Any]) -> str:
         rows.append((name, v["images_per_s"], speedup(ratio),
                      v["achieved_tflops"], v["mfu"], mem))  # fmt: skip
     head = ("gen-train variant", "images/s", "vs baseline", "TFLOP/s", "MFU", "peak MiB")
-    text = common.format_table(head, rows) + common.sweep_line(report)
+    text = format_table(head, rows) + sweep_line(report)
     return (
         text + f"\ndevice: {report['machine']['device']}; peak RSS {report['peak_rss_mb']:.0f} MiB"
     )

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from bench import common
+from bench.report import format_table, speedup
 
 if TYPE_CHECKING:
     from unimodal.backbone import Backbone
@@ -186,19 +187,39 @@ def _summary(steps: list[dict], tokens: list[int]) -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    report: dict[str, Any] = {"mode": "grpo-vs-trl"}
+def _import_trl() -> tuple[Any, str]:
+    """TRL's module and "", or None and why it cannot be used here."""
     if importlib.util.find_spec("trl") is None:
-        report["skipped"] = (
+        return None, (
             "trl is not installed (a dev-only dependency: pip install -e '.[dev]'); install it "
             "next to a torch it accepts (torch<=2.14.1 here) to compare our GRPO step with TRL's "
             "GRPOTrainer"
         )
-        return report
     try:
         import trl
     except Exception as err:  # installed but broken against this torch / transformers
-        report["skipped"] = f"trl is installed but does not import: {err!r}"
+        return None, f"trl is installed but does not import: {err!r}"
+    return trl, ""
+
+
+def _work(
+    args: argparse.Namespace, completions: int, banned: list[int], bf16: bool, reward: str
+) -> dict[str, Any]:
+    """The work both sides do, as recorded in the report."""
+    return {
+        "model": args.model or f"preset {args.preset}",
+        "prompts": args.prompts, "group": args.group, "completions": completions,
+        "max_new_tokens": args.max_new_tokens, "eos_banned": banned, "lora_r": args.lora_r,
+        "lr": args.lr, "precision": "bf16" if bf16 else "fp32", "beta": 0.0, "clip": 0.2,
+        "loss": "token-mean (TRL dapo)", "reward": reward,
+    }  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {"mode": "grpo-vs-trl"}
+    trl, why = _import_trl()
+    if trl is None:
+        report["skipped"] = why
         return report
     from bench.rollout import prompts as make_prompts
     from unimodal.backbone import Backbone
@@ -232,13 +253,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         trainer.train()
     n = len(rows["ours"])
     report.update(trl=trl.__version__, machine=common.machine(device))
-    report["work"] = {
-        "model": args.model or f"preset {args.preset}",
-        "prompts": args.prompts, "group": args.group, "completions": len(texts),
-        "max_new_tokens": args.max_new_tokens, "eos_banned": banned, "lora_r": args.lora_r,
-        "lr": args.lr, "precision": "bf16" if bf16 else "fp32", "beta": 0.0, "clip": 0.2,
-        "loss": "token-mean (TRL dapo)", "reward": ours_reward.__name__,
-    }  # fmt: skip
+    report["work"] = _work(args, len(texts), banned, bf16, ours_reward.__name__)
     report["memory"] = meter.kind
     report["variants"] = {
         "ours": _summary(rows["ours"], ours_reward.tokens[-n:]),
@@ -262,7 +277,7 @@ def table(report: dict[str, Any]) -> str:
     ]  # fmt: skip
     met = "met" if report["target_met"] else "not met"
     return (
-        common.format_table(head, rows)
-        + f"\nours is faster by {common.speedup(report['ratio_trl_over_ours'])}; "
+        format_table(head, rows)
+        + f"\nours is faster by {speedup(report['ratio_trl_over_ours'])}; "
         + f"target {report['target']}x {met}; memory: {report['memory']}"
     )

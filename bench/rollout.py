@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from bench import common
-from bench.common import speedup
+from bench.report import format_table, parse_sweep, run_sweep, speedup
 
 SWEEP_KEYS = ("batch", "new_tokens", "prompt_len")
 
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report.update(model=args.model or f"preset {args.preset}", eos_rate=args.eos_rate)
     report.update(temperature=args.temperature, top_p=args.top_p, rounds=args.rounds)
     report["points"] = [compare(args, backbone, device, b, new, args.prompt_len) for b in batches]
-    sweep = common.parse_sweep(args.sweep, SWEEP_KEYS)
+    sweep = parse_sweep(args.sweep, SWEEP_KEYS)
     if sweep:
         key = sweep[0]
 
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             n = v if key == "new_tokens" else new
             return compare(args, backbone, device, b, n, v if key == "prompt_len" else args.prompt_len)  # fmt: skip
 
-        common.run_sweep(report, "rollout", sweep, measure, args.plot, "tokens_per_s", "generated tokens / s")  # fmt: skip
+        run_sweep(report, "rollout", sweep, measure, args.plot, "tokens_per_s", "generated tokens / s")  # fmt: skip
     return report
 
 
@@ -164,4 +164,4 @@ def table(report: dict[str, Any]) -> str:
             rows.append((p["batch"], name, sum(v["tokens"]), v["tokens_per_s"],
                          speedup(ratio), v["peak_memory_mb"]))  # fmt: skip
     head = ("batch", "rollout", "tokens", "tokens/s", "faster than hf generate by", "peak MiB")
-    return common.format_table(head, rows) + f"\nEOS rate per step {report['eos_rate']}"
+    return format_table(head, rows) + f"\nEOS rate per step {report['eos_rate']}"

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from bench import common
-from bench.common import speedup
 from bench.gen_train import load_cfg
+from bench.report import format_table, parse_sweep, run_sweep, speedup, sweep_line
 
 SWEEP_KEYS = ("batch", "resolution", "steps")
 
@@ -102,15 +102,8 @@ def count_calls(gen, call) -> dict[str, Any]:
     }
 
 
-def compare(args: argparse.Namespace, cfg, device: torch.device, steps: int, size: int) -> dict:
-    from unimodal.backbone import Backbone
-    from unimodal.data import edit_sample, render
-    from unimodal.gendata import GenData, to_tensor
-    from unimodal.generator import Generator
-    from unimodal.presets import ensure_backbone
-
-    backbone = Backbone.from_pretrained(ensure_backbone(cfg.model.path, cfg.model.preset))
-    backbone = backbone.to(device)
+def variants(args: argparse.Namespace, device: torch.device) -> dict[str, Options]:
+    """The optimised path, plus the baseline and each optimisation alone when asked for."""
     precision = args.precision
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
@@ -122,19 +115,68 @@ def compare(args: argparse.Namespace, cfg, device: torch.device, steps: int, siz
         for key, value in asdict(best).items():
             if getattr(BASELINE, key) != value:
                 opts[f"only {key}"] = replace(BASELINE, **{key: value})
+    return opts
+
+
+def tasks(args: argparse.Namespace, cfg, size: int, device: torch.device) -> dict[str, tuple]:
+    """task -> (edit, prompts, source images, stacked reference images) for `args.batch` items."""
+    from unimodal.data import edit_sample, render
+    from unimodal.gendata import GenData, to_tensor
+
+    b, seed = args.batch, cfg.train.seed
+    data = GenData(cfg.data, size, seed)
+    texts = [data[i].text for i in range(b)]
+    sources = [render(edit_sample(seed, i).source, size) for i in range(b)]
+    edits = [edit_sample(seed, i).instruction for i in range(b)]
+    ref = torch.stack([to_tensor(im) for im in sources]).to(device)
+    out = {"t2i": (False, texts, None, None)}
+    if args.edit:
+        out["edit"] = (True, edits, [[im] for im in sources], ref)
+    return out
+
+
+def summarise(
+    times: dict[str, list[float]],
+    peaks: dict[str, float | None],
+    calls: dict[str, dict],
+    opts: dict[str, Options],
+    batch: int,
+) -> dict[str, Any]:
+    """Latency, images/s, memory and call counts per unit; ratios against each task's baseline."""
+    out: dict[str, Any] = {"variants": {}, "ratios": {}, "options": {}}
+    for name, o in opts.items():
+        out["options"][name] = asdict(o)
+    for unit, t in times.items():
+        latency = min(t)  # the best round: load only ever adds time
+        out["variants"][unit] = {
+            "latency_s": latency,
+            "latency_s_median": statistics.median(t),
+            "images_per_s": batch / latency,
+            "round_s": t,
+            "peak_memory_mb": peaks.get(unit),
+            "calls": calls[unit],
+        }
+        task, name = unit.split(" ", 1)
+        if name != "baseline" and f"{task} baseline" in times:
+            out["ratios"][unit] = common.paired_ratio(times[f"{task} baseline"], t)
+    return out
+
+
+def compare(args: argparse.Namespace, cfg, device: torch.device, steps: int, size: int) -> dict:
+    """Time every variant on every task (t2i, edit) at output `size`, interleaved."""
+    from unimodal.backbone import Backbone
+    from unimodal.generator import Generator
+    from unimodal.presets import ensure_backbone
+
+    backbone = Backbone.from_pretrained(ensure_backbone(cfg.model.path, cfg.model.preset))
+    backbone = backbone.to(device)
+    opts = variants(args, device)
     k = cfg.gen.resolutions.index(size) if size in cfg.gen.resolutions else -1
     b = args.batch
-    data = GenData(cfg.data, cfg.gen.resolutions[k], cfg.train.seed)
-    texts = [data[i].text for i in range(b)]
-    sources = [render(edit_sample(cfg.train.seed, i).source, cfg.gen.resolutions[k]) for i in range(b)]  # fmt: skip
-    edits = [edit_sample(cfg.train.seed, i).instruction for i in range(b)]
-    ref = torch.stack([to_tensor(im) for im in sources]).to(device)
-    tasks = {"t2i": (False, texts, None, None)}
-    if args.edit:
-        tasks["edit"] = (True, edits, [[im] for im in sources], ref)
+    work = tasks(args, cfg, cfg.gen.resolutions[k], device)
     units, calls = {}, {}
     for name, o in opts.items():
-        for task, (edit, prompts, images, r) in tasks.items():
+        for task, (edit, prompts, images, r) in work.items():
             torch.manual_seed(cfg.train.seed)
             gen = Generator(replace(cfg.gen, edit=edit), backbone).to(device).eval()
             prompt = gen.encode_prompts(prompts, images).to(device)
@@ -154,29 +196,13 @@ def compare(args: argparse.Namespace, cfg, device: torch.device, steps: int, siz
             calls[f"{task} {name}"] = count_calls(gen, call)
     peaks: dict[str, float | None] = {}
     times = common.interleave(units, args.rounds, args.warmup, device, peaks)
-    out: dict[str, Any] = {"variants": {}, "ratios": {}, "options": {}}
-    for name, o in opts.items():
-        out["options"][name] = asdict(o)
-    for unit, t in times.items():
-        latency = min(t)  # the best round: load only ever adds time
-        out["variants"][unit] = {
-            "latency_s": latency,
-            "latency_s_median": statistics.median(t),
-            "images_per_s": b / latency,
-            "round_s": t,
-            "peak_memory_mb": peaks.get(unit),
-            "calls": calls[unit],
-        }
-        task, name = unit.split(" ", 1)
-        if name != "baseline" and f"{task} baseline" in times:
-            out["ratios"][unit] = common.paired_ratio(times[f"{task} baseline"], t)
-    return out
+    return summarise(times, peaks, calls, opts, b)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     device = common.pick_device(args.device)
     common.set_threads(args.threads, device)
-    sweep = common.parse_sweep(args.sweep, SWEEP_KEYS)
+    sweep = parse_sweep(args.sweep, SWEEP_KEYS)
 
     def point(key: str | None = None, v: int = 0) -> dict:
         cfg = load_cfg(args, (key, v) if key == "resolution" else None)
@@ -189,11 +215,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     batch = args.batch
     report: dict[str, Any] = {"mode": "sample", "machine": common.machine(device)}
-    report.update(config=args.config or "train_gen default", overrides=args.set, batch=batch)
+    report.update(config=args.config or "gen_tiny", overrides=args.set, batch=batch)
     report.update(steps=args.steps, guidance=args.guidance, rounds=args.rounds)
     report.update(point())
     if sweep:
-        common.run_sweep(report, "sample", sweep, lambda v: point(sweep[0], v), args.plot)
+        run_sweep(report, "sample", sweep, lambda v: point(sweep[0], v), args.plot)
         args.batch = batch
     report["peak_rss_mb"] = common.peak_rss_mb()
     return report
@@ -207,7 +233,7 @@ def table(report: dict[str, Any]) -> str:
         rows.append((name, v["latency_s"], v["images_per_s"], speedup(ratio),
                      f"{c['backbone_passes']} / {c['decoder_calls']}", v["peak_memory_mb"]))  # fmt: skip
     head = ("sample", "latency s", "images/s", "vs baseline", "backbone/decoder calls", "peak MiB")
-    text = common.format_table(head, rows) + common.sweep_line(report)
+    text = format_table(head, rows) + sweep_line(report)
     return (
         text + f"\nbatch {report['batch']}, {report['steps']} steps, guidance {report['guidance']}"
     )

@@ -4,14 +4,20 @@ Conventions (diffusers): ``x_sigma = (1 - sigma) * x0 + sigma * noise``, the net
 ``noise - x0``, sigma = 1 is pure noise. Latents are always the VAE's normalised latents.
 """
 
-from flow_matching.guidance import NullCondition, drop_condition
 from flow_matching.decoder import Decoder, DecoderConfig, apply_train_mode, build_decoder
-from flow_matching.latent_cache import LatentCache
-from flow_matching.loss import add_noise, flow_matching_loss, output_to_velocity, velocity_target
+from flow_matching.guidance import NullCondition, drop_condition
+from flow_matching.loss import (
+    add_noise,
+    denoising_loss,
+    flow_matching_loss,
+    output_to_velocity,
+    velocity_target,
+)
 from flow_matching.sampler import (
     SamplerConfig,
     cfg_weights,
     dual_guidance_weights,
+    guidance_branches,
     guided_velocity,
     sample,
 )
@@ -25,7 +31,6 @@ __all__ = [
     "DiffusersVAE",
     "FlowMatchingConfig",
     "IdentityVAE",
-    "LatentCache",
     "NullCondition",
     "SamplerConfig",
     "VAEConfig",
@@ -34,9 +39,11 @@ __all__ = [
     "build_decoder",
     "build_vae",
     "cfg_weights",
+    "denoising_loss",
     "drop_condition",
     "dual_guidance_weights",
     "flow_matching_loss",
+    "guidance_branches",
     "guided_velocity",
     "output_to_velocity",
     "sample",

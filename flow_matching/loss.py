@@ -10,13 +10,19 @@ The network may predict the clean sample instead of the velocity (``prediction =
 "Back to Basics: Let Denoising Generative Models Denoise", Li & He 2025): its output x0_hat becomes
 the velocity ``(x_sigma - x0_hat) / max(sigma, min_sigma)`` and the loss stays in velocity space.
 Clean samples lie on a low-dimensional set, which a small network fits far faster than noise;
-pretrained SANA / SD3 predict velocity. Left out: eps prediction and per-pixel masks.
+pretrained SANA / SD3 predict velocity. ``denoising_loss`` is one whole training term: sample
+sigma and noise, run the decoder, score its velocity. Left out: eps prediction, per-pixel masks.
 """
+
+from collections.abc import Callable
 
 import torch
 from diffusers.training_utils import compute_loss_weighting_for_sd3
 
-from flow_matching.timesteps import FlowMatchingConfig
+from flow_matching.timesteps import FlowMatchingConfig, sample_sigmas
+
+# (x_t, sigma, cond, ref=...) -> (output, hidden or None), e.g. ``flow_matching.Decoder``
+DecoderFn = Callable[..., tuple[torch.Tensor, torch.Tensor | None]]
 
 
 def _per_sample(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -60,3 +66,21 @@ def flow_matching_loss(
     weight = compute_loss_weighting_for_sd3(cfg.weighting_scheme, sigma.float())  # (B,)
     per_sample = (pred.float() - target).pow(2).flatten(1).mean(dim=1)  # (B,)
     return (weight * per_sample).mean()
+
+
+def denoising_loss(
+    decoder: DecoderFn,
+    x0: torch.Tensor,
+    cond: torch.Tensor,
+    cfg: FlowMatchingConfig,
+    generator: torch.Generator | None = None,
+    ref: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Flow-matching loss of ``decoder`` on clean latents ``x0`` (B, C, H, W) given ``cond``
+    (B, L, Dc) at sampled sigmas; also the decoder's hidden states (B, N, Dh) or None."""
+    sigma = sample_sigmas(cfg, x0.shape[0], generator, x0.device)  # (B,)
+    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    x_t = add_noise(x0, noise, sigma)  # (B, C, H, W)
+    out, hidden = decoder(x_t, sigma, cond, ref=ref)
+    velocity = output_to_velocity(out, x_t, sigma, cfg)
+    return flow_matching_loss(velocity, x0, noise, sigma, cfg), hidden

@@ -75,6 +75,27 @@ def dual_guidance_weights(
     return (1.0 - image_guidance, image_guidance - text_guidance, text_guidance)
 
 
+def guidance_branches(
+    cond: torch.Tensor,
+    null: torch.Tensor,
+    ref: torch.Tensor | None,
+    guidance: float,
+    image_guidance: float,
+) -> tuple[torch.Tensor, torch.Tensor | None, tuple[float, ...]]:
+    """Stacked conditions (k*B, L, D), stacked references or None, and the branch weights.
+
+    With reference latents ``ref`` (B, C, H, W): dual guidance over (null, no ref), (null, ref),
+    (cond, ref); otherwise CFG over (null, cond), or ``cond`` alone at guidance 1.
+    """
+    if ref is not None:
+        refs = torch.cat([torch.zeros_like(ref), ref, ref], 0)  # (3B, C, H, W)
+        weights = dual_guidance_weights(image_guidance, guidance)
+        return torch.cat([null, null, cond], 0), refs, weights  # (3B, L, D)
+    if guidance != 1.0:
+        return torch.cat([null, cond], 0), None, cfg_weights(guidance)  # (2B, L, D)
+    return cond, None, (1.0,)
+
+
 def guided_velocity(velocity_fn: VelocityFn, weights: Sequence[float]) -> VelocityFn:
     """Wrap a stacked-branch ``velocity_fn`` into a guided one on ``(B, C, H, W)``.
 

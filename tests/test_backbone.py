@@ -89,9 +89,7 @@ def test_attention_pattern_for_the_queries(bb):
         moved[:, :3] += 1.0  # change the earlier appended tokens
         b = query_states(bb, prompt, moved, eye)
         assert torch.allclose(a[:, 3:], b[:, 3:], atol=1e-6)  # later ones do not see them
-        assert not torch.allclose(
-            base[:, 3:], query_states(bb, prompt, moved)[:, 3:]
-        )
+        assert not torch.allclose(base[:, 3:], query_states(bb, prompt, moved)[:, 3:])
         other = bb.encode_chat([[{"role": "user", "content": "a blue square"}]] * 2, None)
         assert not torch.allclose(a[0], query_states(bb, other, extra, eye)[0])
 

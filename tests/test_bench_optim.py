@@ -8,10 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from unimodal.backbone import Backbone
+import unimodal.generator as generator_module
 from bench.common import count_flops
 from bench.rollout import bias_eos
 from bench.sample import count_calls
+from unimodal.backbone import Backbone
 from unimodal.generator import Generator, GenModelConfig
 from unimodal.sampling import sample
 
@@ -70,7 +71,7 @@ def test_prefix_cache_only_where_gradients_flow(bb, monkeypatch):
     def cached(*args):
         raise RuntimeError("cached path")
 
-    monkeypatch.setattr(bb, "forward_with_prefix_cache", cached)
+    monkeypatch.setattr(generator_module, "query_states_cached", cached)
     with torch.no_grad():
         gen.query_states(prompt)  # sampling: one pass
     with pytest.raises(RuntimeError, match="cached path"):

@@ -11,14 +11,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from evals.rm_suites import evaluate_pairs, evaluate_rm_bench, rm_table
 from reasoning.rm_r1.data import place, write_pairs
 from reasoning.rm_r1.distill import trace_batch
 from reasoning.rm_r1.judge import HeadSpec, judge, judge_many, load_head, save_head
 from reasoning.rm_r1.procedural import make_pairs, trace_example
 from reasoning.rm_r1.verdict import parse_verdict
+from unimodal import checkpoint
 from unimodal.backbone import Backbone
 from unimodal.config import load_config
-from evals.rm_suites import evaluate_pairs, evaluate_rm_bench, rm_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,7 +134,7 @@ def test_sft_then_rl_smoke(tiny_backbone_dir, tmp_path):
     rows = [json.loads(x) for x in (rl_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert all(-1 <= r["reward"] <= 1 and "kl" in r for r in rows)
-    assert (rl_dir / "reward.png").stat().st_size > 1000
+    assert (rl_dir / "curves.png").stat().st_size > 1000
 
     # resume: one more step continues from the step-2 checkpoint
     resumed = load_config(tool.CONFIG, [*rl_args, "--rl.train.steps=3", "--eval.n=0"])
@@ -154,6 +155,17 @@ def test_rm_suites_end_to_end(tiny_backbone_dir, shared_data, tmp_path):
     p = evaluate_pairs(bb, tmp_path / "p.jsonl", head=None, max_new_tokens=3)
     assert p["overall"]["n"] == 3 and set(p["per_domain"]) == {"arithmetic"}
     assert len(p["samples"]) == 3 and "overall" in rm_table(p)
+
+
+def test_stop_at_stops_checkpointed_without_export(tiny_backbone_dir, tmp_path):
+    """`train.stop_at` ends the job after that step of the same schedule (it used to be ignored
+    by this tool, which ran and saved on `steps`)."""
+    tool, out = _tool(), tmp_path / "sft"
+    args = ["--config", "rm_tiny", f"--model.path={tiny_backbone_dir}", "--data.n_procedural=8"]
+    args += [f"--sft.train.out_dir={out}", "--sft.train.steps=3", "--sft.train.stop_at=1"]
+    tool.main(load_config(tool.CONFIG, args), Backbone.from_pretrained(tiny_backbone_dir))
+    assert [c.name for c in checkpoint.list_checkpoints(out)] == ["step_00000001"]
+    assert not (out / "final").exists()
 
 
 def test_config_rejects_unknown_stage():

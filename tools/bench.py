@@ -9,7 +9,7 @@
 prints a JSON report, then a short table. A new mode adds `add_<mode>_args(parser)` and
 `bench_<mode>(args) -> dict` and one line in `MODES`; the larger modes live in
 `bench/` (`add_args`, `run`, `table`). Ratios between variants are measured in the
-same process, interleaved; see `bench/common.py`.
+same process, interleaved; see `bench/common.py` (and `bench/report.py` for tables).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 A 3-layer MLP projects the decoder's hidden states after block k (B, N, Dh) to the target
 feature width; the loss is the negative cosine similarity per token, averaged, times lambda
 (REPA uses 0.5). Targets for scale s are the backbone's query-position states (B, s*s, D),
-resampled from the s x s grid to the decoder's token grid, or the patch features of an external
-frozen encoder (`unimodal.encoders`), resampled the same way.
+resampled from the s x s grid to the decoder's token grid, or (`gen.align_target = 'encoder'`)
+the patch features of the clean image from a frozen external encoder such as DINOv2 or SigLIP
+(`unimodal.encoders`), resampled the same way.
 
 Left out on purpose: REPA's other similarity choices (NT-Xent, L2); only cosine is used.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 
@@ -35,15 +37,15 @@ class Projector(nn.Module):
 
 def resample_grid(feats: torch.Tensor, grid: int) -> torch.Tensor:
     """Tokens on a square grid (B, n*n, D) -> (B, grid*grid, D) by bilinear resampling."""
-    b, n2, d = feats.shape
+    n2 = feats.shape[1]
     n = int(round(n2**0.5))
     if n * n != n2:
         raise ValueError(f"expected a square token grid, got {n2} tokens")
     if n == grid:
         return feats
-    x = feats.transpose(1, 2).reshape(b, d, n, n)  # (B, D, n, n)
-    x = F.interpolate(x.float(), size=(grid, grid), mode="bilinear", align_corners=False)
-    return x.reshape(b, d, grid * grid).transpose(1, 2)  # (B, grid*grid, D)
+    x = rearrange(feats.float(), "b (h w) d -> b d h w", h=n)  # (B, D, n, n)
+    x = F.interpolate(x, size=(grid, grid), mode="bilinear", align_corners=False)
+    return rearrange(x, "b d h w -> b (h w) d")  # (B, grid*grid, D)
 
 
 def alignment_loss(

@@ -21,6 +21,7 @@ import json
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,47 +45,34 @@ class _CliValue:
     parsed: Any
 
 
+_UNIONS = (typing.Union, types.UnionType)
+
+# Scalar field type -> (does a TOML value fit it, what the error message expects).
+_SCALARS: dict[type, tuple[Callable[[Any], bool], str]] = {
+    float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    str: (lambda v: isinstance(v, str), "a string"),
+}
+
+
 def _coerce(key: str, tp: Any, value: Any) -> Any:
     """Check `value` against annotation `tp`, converting where it is lossless (int -> float)."""
     if isinstance(value, _CliValue) and tp is str:
         return value.raw
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if isinstance(value, _CliValue) and typing.get_origin(tp) not in (
-        typing.Union,
-        types.UnionType,
-    ):
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in _UNIONS:
+        return _coerce_union(key, tp, value)
+    if isinstance(value, _CliValue):
         value = value.parsed
     if tp is Any:
         return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(key, arg, value)
-            except ConfigError:
-                pass
-        if isinstance(value, _CliValue):
-            value = value.raw
-        raise ConfigError(f"{key}: {value!r} does not match {_name(tp)}")
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"{key}: {value!r} is not one of {list(args)}")
         return value
     if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list ({_name(tp)}), got {value!r}")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
-            items = [_coerce(f"{key}[{i}]", a, v) for i, (a, v) in enumerate(zip(args, value))]
-        else:
-            item_tp = args[0] if args else Any
-            items = [_coerce(f"{key}[{i}]", item_tp, v) for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
+        return _coerce_sequence(key, tp, value)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a table, got {value!r}")
@@ -95,23 +83,44 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a section (table), got {value!r}")
         return _build(tp, value, key)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
+    if tp in _SCALARS:
+        fits, expected = _SCALARS[tp]
+        if not fits(value):
+            raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+        return float(value) if tp is float else value
     raise ConfigError(f"{key}: unsupported field type {_name(tp)}")
+
+
+def _coerce_union(key: str, tp: Any, value: Any) -> Any:
+    """The first member of union `tp` that accepts `value` (None for an optional's None)."""
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(key, arg, value)
+        except ConfigError:
+            pass
+    if isinstance(value, _CliValue):
+        value = value.raw
+    raise ConfigError(f"{key}: {value!r} does not match {_name(tp)}")
+
+
+def _coerce_sequence(key: str, tp: Any, value: Any) -> list[Any] | tuple[Any, ...]:
+    """A list or tuple field: `list[X]`, `tuple[X, ...]` or a fixed-length `tuple[X, Y]`."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key}: expected a list ({_name(tp)}), got {value!r}")
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(args) != len(value):
+            raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
+        items = [_coerce(f"{key}[{i}]", a, v) for i, (a, v) in enumerate(zip(args, value))]
+    else:
+        item_tp = args[0] if args else Any
+        items = [_coerce(f"{key}[{i}]", item_tp, v) for i, v in enumerate(value)]
+    return tuple(items) if origin is tuple else items
 
 
 def _name(tp: Any) -> str:

@@ -31,21 +31,18 @@ from flow_matching import (
     NullCondition,
     SamplerConfig,
     VAEConfig,
-    add_noise,
     build_decoder,
     build_vae,
-    cfg_weights,
+    denoising_loss,
     drop_condition,
-    dual_guidance_weights,
-    flow_matching_loss,
+    guidance_branches,
     output_to_velocity,
-    sample_sigmas,
 )
 from flow_matching import sample as ode_sample
 from unimodal.align import Projector, alignment_loss, resample_grid
 from unimodal.backbone import Backbone, Prompt
 from unimodal.connector import Connector, ConnectorConfig
-from unimodal.encoders import EncoderConfig, ImageEncoder, build_encoder
+from unimodal.encoders import EncoderConfig, build_encoder
 from unimodal.queries import MultiScaleQueries, QueryConfig, query_states, query_states_cached
 
 
@@ -66,7 +63,7 @@ class GenModelConfig:
             attention_head_dim=32,
             cond_dim=128,
             align_block=1,
-        )
+        )  # fmt: skip
     )
     vae: VAEConfig = field(default_factory=VAEConfig)
     flow: FlowMatchingConfig = field(default_factory=FlowMatchingConfig)
@@ -101,11 +98,8 @@ class GenModelConfig:
             raise ValueError(
                 f"gen.align_target: unknown '{self.align_target}' (backbone | encoder)"
             )
-        if self.align_target == "encoder" and not (self.encoder.path and self.align_weight > 0):
-            raise ValueError(
-                "gen.align_target = 'encoder': set gen.encoder.path (local weights) and "
-                f"gen.align_weight > 0 (got path '{self.encoder.path}', {self.align_weight})"
-            )
+        if self.align_target == "encoder" and not self.encoder.path:
+            raise ValueError("gen.encoder.path: required for gen.align_target = 'encoder'")
         if self.decoder.pretrained and self.flow.prediction != "velocity":
             raise ValueError(
                 "gen.flow.prediction: a pretrained decoder (gen.decoder.pretrained) predicts the "
@@ -137,12 +131,10 @@ def check_grids(cfg: GenModelConfig, decoder: Decoder, downsample: int) -> list[
 
 
 class Generator(nn.Module):
-    """Everything the generation path trains, plus the frozen backbone, decoder and VAE
-    (and the frozen alignment encoder, built from `cfg.encoder` unless one is passed)."""
+    """Everything the generation path trains, plus the frozen backbone, decoder and VAE (and
+    the frozen alignment encoder of `cfg.encoder` when `align_target = 'encoder'`)."""
 
-    def __init__(
-        self, cfg: GenModelConfig, backbone: Backbone, encoder: ImageEncoder | None = None
-    ):
+    def __init__(self, cfg: GenModelConfig, backbone: Backbone):
         super().__init__()
         self.cfg = cfg
         self.backbone = backbone.freeze()
@@ -159,9 +151,7 @@ class Generator(nn.Module):
         scales = cfg.queries.scales
         self.connector = Connector(cfg.connector, width, self.decoder.cond_dim, tuple(scales))
         self.nulls = nn.ModuleList(NullCondition(s * s, self.decoder.cond_dim) for s in scales)
-        self.encoder = None
-        if cfg.align_target == "encoder":
-            self.encoder = encoder if encoder is not None else build_encoder(cfg.encoder)
+        self.encoder = build_encoder(cfg.encoder) if cfg.align_target == "encoder" else None
         target_dim = self.encoder.dim if self.encoder is not None else width
         self.projectors = nn.ModuleList(
             Projector(self.decoder.hidden_dim, target_dim, cfg.projector_dim) for _ in scales
@@ -242,7 +232,12 @@ class Generator(nn.Module):
         for k in self.train_index:
             s, res = self.cfg.queries.scales[k], self.cfg.resolutions[k]
             img = pixels if pixels.shape[-1] == res else F.interpolate(pixels, (res, res), mode="area")  # fmt: skip
-            fm, hidden = self.scale_loss(k, img, conds[k], self.reference_latents(ref, res), generator)  # fmt: skip
+            with torch.no_grad():
+                x0 = self.vae.encode(img)  # (B, C, h, w)
+            null = self.nulls[k].embedding
+            cond, _, _ = drop_condition(conds[k], None, null, self.cfg.cfg_dropout, generator)
+            ref_k = self.reference_latents(ref, res)
+            fm, hidden = denoising_loss(self.decoder, x0, cond, self.cfg.flow, generator, ref_k)
             out[f"fm_{s}"] = fm.detach()
             total = total + fm
             if aligned and hidden is not None:
@@ -252,28 +247,6 @@ class Generator(nn.Module):
                 total = total + self.cfg.align_weight * al
         out["loss"] = total
         return out
-
-    def scale_loss(
-        self,
-        k: int,
-        img: torch.Tensor,
-        cond: torch.Tensor,
-        ref: torch.Tensor | None,
-        generator: torch.Generator | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Flow-matching loss of scale k on `img` (B, 3, r, r) given `cond` (B, s*s, Dc);
-        also the decoder's hidden states at the alignment block (B, N, Dh) or None."""
-        with torch.no_grad():
-            x0 = self.vae.encode(img)  # (B, C, h, w)
-        cond, _, _ = drop_condition(
-            cond, None, self.nulls[k].embedding, self.cfg.cfg_dropout, generator
-        )
-        sigma = sample_sigmas(self.cfg.flow, x0.shape[0], generator, x0.device)  # (B,)
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        x_t = add_noise(x0, noise, sigma)  # (B, C, h, w)
-        out, hidden = self.decoder(x_t, sigma, cond, ref=ref)
-        v = output_to_velocity(out, x_t, sigma, self.cfg.flow)
-        return flow_matching_loss(v, x0, noise, sigma, self.cfg.flow), hidden
 
     @torch.no_grad()
     def reference_latents(self, ref: torch.Tensor | None, res: int) -> torch.Tensor | None:
@@ -311,11 +284,10 @@ class Generator(nn.Module):
         device = self.backbone.device
         prompt = self.encode_prompts(texts, images).to(device)
         cond = self.conditions(self.query_states(prompt))[k]  # (B, L, Dc)
+        null = self.nulls[k](cond.shape[0]).to(cond.dtype)  # (B, L, Dc)
         res = self.cfg.resolutions[k]
         ref_k = self.reference_latents(ref.to(device) if ref is not None else None, res)
-        stacked, refs, weights = self.guidance_branches(
-            cond, self.nulls[k](cond.shape[0]).to(cond.dtype), ref_k, guidance, image_guidance
-        )
+        stacked, refs, weights = guidance_branches(cond, null, ref_k, guidance, image_guidance)
         latent = res // self.vae.downsample
         shape = (cond.shape[0], self.decoder.in_channels, latent, latent)
 
@@ -323,36 +295,10 @@ class Generator(nn.Module):
             out = self.decoder(x, sigma, stacked, ref=refs)[0]
             return output_to_velocity(out, x, sigma, self.cfg.flow)
 
-        x0 = ode_sample(
-            velocity,
-            shape,
-            steps=steps or sc.steps,
-            method=method or sc.method,
-            shift=sc.shift,
-            weights=weights,
-            generator=torch.Generator(device=device).manual_seed(seed),
-            device=device,
-        )
+        gen = torch.Generator(device=device).manual_seed(seed)
+        kw = dict(shift=sc.shift, weights=weights, generator=gen, device=device)
+        x0 = ode_sample(velocity, shape, steps=steps or sc.steps, method=method or sc.method, **kw)
         return self.vae.decode(x0).clamp(-1, 1)
-
-    @staticmethod
-    def guidance_branches(
-        cond: torch.Tensor,
-        null: torch.Tensor,
-        ref: torch.Tensor | None,
-        guidance: float,
-        image_guidance: float,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[float, ...]]:
-        """Stacked conditions (k*B, L, Dc), references and weights of the guidance branches:
-        dual (null, no ref), (null, ref), (cond, ref) with a reference; else CFG (null, cond),
-        or the condition alone at guidance 1."""
-        if ref is not None:
-            refs = torch.cat([torch.zeros_like(ref), ref, ref], 0)  # (3B, C, h, w)
-            weights = dual_guidance_weights(image_guidance, guidance)
-            return torch.cat([null, null, cond], 0), refs, weights
-        if guidance != 1.0:
-            return torch.cat([null, cond], 0), None, cfg_weights(guidance)  # (2B, L, Dc)
-        return cond, None, (1.0,)
 
     # ------------------------------------------------------------------ weights
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:

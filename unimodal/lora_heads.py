@@ -9,10 +9,26 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+
+@dataclass
+class LoraHeadConfig:
+    """One LoRA head on the shared backbone (the `[head]` section of the reasoning tools)."""
+
+    name: str = "head"  # the head's adapter name on the shared backbone
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+    def __post_init__(self) -> None:
+        if self.r < 1 or not self.target_modules:
+            raise ValueError(f"head: r must be >= 1 and target_modules non-empty ({self})")
 
 
 def lora_config(
@@ -56,6 +72,15 @@ class LoraHeads:
         inject_adapter_in_model(cfg, self.model, adapter_name=name)
         self.lora_names.append(name)
         self.set_lora(None)
+
+    def add_head(self, head: LoraHeadConfig) -> list[nn.Parameter]:
+        """Add `head` with fp32 weights (even on a bf16 base) and switch it on; its parameters."""
+        self.add_lora(head.name, head.r, head.alpha, head.dropout, head.target_modules)
+        params = self.lora_parameters(head.name)
+        for p in params:
+            p.data = p.data.float()
+        self.set_lora(head.name)
+        return params
 
     def set_lora(self, name: str | None) -> None:
         """Switch head `name` on (others off), or all heads off with None.

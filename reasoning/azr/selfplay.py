@@ -7,6 +7,7 @@ from every process so all ranks hold the same buffers) -> solve the newest tasks
 task-relative baselines) and one plain `Record` per rollout for logging. The policy update and
 advantages are the caller's (tools/train_azr.py), since advantages are normalised over all
 processes. The learnability samples only score proposals; they are not trained on (as in AZR).
+Every role samples at `pg.temperature`, the temperature the update takes its log-probs at.
 """
 
 from __future__ import annotations
@@ -19,12 +20,20 @@ from dataclasses import dataclass, field
 
 import torch
 
-from reasoning.azr.prompts import parse_answer, parse_proposal, proposer_prompt, solver_prompt
+from reasoning.azr.prompts import (
+    Parsed,
+    parse_answer,
+    parse_proposal,
+    proposer_prompt,
+    solver_prompt,
+)
 from reasoning.azr.rewards import RewardConfig, proposer_reward, solver_reward
 from reasoning.azr.tasks import KINDS, Task, TaskBuffers
 from reasoning.azr.verify import check_answers, validate_tasks
 from reasoning.executor import Executor
+from reasoning.pg.advantages import ESTIMATORS
 from reasoning.pg.rollout import Rollout, generate
+from reasoning.pg.step import PGConfig
 from unimodal.backbone import Backbone
 
 
@@ -32,10 +41,9 @@ from unimodal.backbone import Backbone
 class AZRConfig:
     head: str = "azr"  # name of the LoRA head trained by self-play
     references: int = 6  # K past tasks shown to the proposer
-    learnability_samples: int = 8  # n solver samples per proposal (temperature below)
+    learnability_samples: int = 8  # n solver samples per proposal (at pg.temperature)
     n_inputs: int = 10  # inputs written by an induction proposer
     n_visible: int = 5  # pairs shown to the induction solver (the rest are held out)
-    temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 64  # response budget of every role (paper: 8k)
     max_task_chars: int = 2000  # longer tasks (program + pairs + message) are invalid; 0: no cap
@@ -48,6 +56,10 @@ class AZRConfig:
     sample_every: int = 10  # write example tasks and answers to samples.jsonl every N steps
     warmstart_steps: int = 0  # format warm-start updates before self-play (not in AZR; 0: off)
     rewards: RewardConfig = field(default_factory=RewardConfig)
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"azr.estimator: unknown '{self.estimator}' ({list(ESTIMATORS)})")
 
 
 @dataclass
@@ -71,124 +83,184 @@ def timed(times: dict[str, float], name: str) -> Iterator[None]:
         times[name] = times.get(name, 0.0) + time.perf_counter() - t0
 
 
+def _single_process(items: list) -> list:
+    return items
+
+
+@dataclass
+class SelfPlay:
+    """What every self-play step shares: the executor, the settings and the process group.
+
+    `gather` concatenates a list over the `world` processes (accelerate's `gather_object`) and
+    is called by every rank; `pg.temperature` is the sampling temperature of every role.
+    """
+
+    executor: Executor
+    cfg: AZRConfig
+    pg: PGConfig
+    gather: Callable[[list], list] = _single_process
+    rank: int = 0
+    world: int = 1
+
+
 def _user(bb: Backbone, text: str) -> str:
     return bb.render([{"role": "user", "content": text}])
 
 
-def _generate(bb: Backbone, prompts: list[str], cfg: AZRConfig, gen: torch.Generator | None):
+def _generate(
+    bb: Backbone, prompts: list[str], sp: SelfPlay, gen: torch.Generator | None
+) -> list[Rollout]:
+    c = sp.cfg
     return generate(
-        bb, prompts, cfg.head, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.gen_batch, gen,
-        static=cfg.static_cache, compile=cfg.compile_decode,
+        bb, prompts, c.head, c.max_new_tokens, sp.pg.temperature, c.top_p, c.gen_batch, gen,
+        static=c.static_cache, compile=c.compile_decode,
     )  # fmt: skip
 
 
 def _solve(
     bb: Backbone,
-    ex: Executor,
+    sp: SelfPlay,
     tasks: list[Task],
-    cfg: AZRConfig,
     times: dict[str, float],
     phase: str,
     gen: torch.Generator | None,
 ) -> tuple[list[Rollout], list[bool], list[bool]]:
     """Sample one answer per task; returns (rollouts, parsed flags, correct flags)."""
-    prompts = [_user(bb, solver_prompt(t, cfg.n_visible)) for t in tasks]
+    prompts = [_user(bb, solver_prompt(t, sp.cfg.n_visible)) for t in tasks]
     with timed(times, phase):
-        rolls = _generate(bb, prompts, cfg, gen)
+        rolls = _generate(bb, prompts, sp, gen)
     answers = [parse_answer(t.kind, r.text)[0] for t, r in zip(tasks, rolls)]
     with timed(times, "check"):
-        correct = check_answers(ex, tasks, answers)
+        correct = check_answers(sp.executor, tasks, answers)
     return rolls, [a is not None for a in answers], correct
 
 
-def selfplay_step(
+@dataclass
+class _Proposals:
+    """One step's proposals: (kind, induction program) per job, responses, parses, verdicts."""
+
+    jobs: list[tuple[str, Task | None]]
+    rollouts: list[Rollout]
+    parsed: list[tuple[Task | None, Parsed]]
+    valid: dict[int, Task] = field(default_factory=dict)  # job index -> validated task
+    reasons: dict[int, str] = field(default_factory=dict)  # job index -> why validation failed
+    rates: dict[int, float] = field(default_factory=dict)  # job index -> estimated solve rate
+
+
+def _propose(
     bb: Backbone,
     buffers: TaskBuffers,
-    ex: Executor,
-    cfg: AZRConfig,
-    batch: int,
+    sp: SelfPlay,
+    per_rank: int,
     step: int,
     rng: random.Random,
     times: dict[str, float],
-    gen: torch.Generator | None = None,
-    gather: Callable[[list], list] = lambda x: x,
-    rank: int = 0,
-    world: int = 1,
-) -> tuple[list[Rollout], list[Record], dict[str, list[dict]]]:
-    """Propose, validate, estimate learnability, grow the buffers, solve and score (one rank).
-
-    `batch` tasks per (type, role) over all `world` processes; `gather` concatenates a list
-    over processes (accelerate's `gather_object`) and must be called by every rank.
-    """
-    per_rank = -(-batch // world)
-    # 1. propose
+    gen: torch.Generator | None,
+) -> _Proposals:
+    """Propose `per_rank` tasks of every type (K references each), parse and validate them."""
+    c = sp.cfg
     jobs: list[tuple[str, Task | None]] = []
     prompts: list[str] = []
     for kind in KINDS:
         programs = buffers.programs(rng, per_rank) if kind == "induction" else [None] * per_rank
         for prog in programs:
-            refs = [] if kind == "induction" else buffers.references(kind, cfg.references, rng)
+            refs = [] if kind == "induction" else buffers.references(kind, c.references, rng)
             jobs.append((kind, prog))
-            prompts.append(_user(bb, proposer_prompt(kind, refs, prog, cfg.n_inputs)))
+            prompts.append(_user(bb, proposer_prompt(kind, refs, prog, c.n_inputs)))
     with timed(times, "propose"):
-        props = _generate(bb, prompts, cfg, gen)
-    parsed = [parse_proposal(k, r.text, p, cfg.n_inputs, step) for (k, p), r in zip(jobs, props)]
-    # 2. validate
+        rolls = _generate(bb, prompts, sp, gen)
+    parsed = [parse_proposal(k, r.text, p, c.n_inputs, step) for (k, p), r in zip(jobs, rolls)]
+    out = _Proposals(jobs, rolls, parsed)
     cand = [i for i, (t, _) in enumerate(parsed) if t is not None]
     with timed(times, "validate"):
         todo = [parsed[i][0] for i in cand]
-        checked = validate_tasks(ex, todo, cfg.n_visible + 1, cfg.max_task_chars)
-    valid: dict[int, Task] = {i: t for i, (t, _) in zip(cand, checked) if t is not None}
-    reasons = {i: why for i, (t, why) in zip(cand, checked) if t is None}
-    # 3. learnability: n solver samples per valid task
-    order = list(valid)
-    n = cfg.learnability_samples
-    mc_tasks = [valid[i] for i in order for _ in range(n)]
-    _, _, mc_correct = _solve(bb, ex, mc_tasks, cfg, times, "learnability", gen)
-    rates = {i: sum(mc_correct[j * n : (j + 1) * n]) / n for j, i in enumerate(order)}
-    rollouts: list[Rollout] = []
-    records: list[Record] = []
-    samples: dict[str, list[dict]] = {"propose": [], "solve": []}
-    for i, ((kind, _), roll) in enumerate(zip(jobs, props)):
-        ok = parsed[i][0] is not None
-        r = proposer_reward(ok, i in valid, rates.get(i), cfg.rewards)
+        checked = validate_tasks(sp.executor, todo, c.n_visible + 1, c.max_task_chars)
+    out.valid = {i: t for i, (t, _) in zip(cand, checked) if t is not None}
+    out.reasons = {i: why for i, (t, why) in zip(cand, checked) if t is None}
+    return out
+
+
+def _learnability(
+    bb: Backbone,
+    sp: SelfPlay,
+    props: _Proposals,
+    times: dict[str, float],
+    gen: torch.Generator | None,
+) -> None:
+    """Estimate each valid task's solve rate from n solver samples (sets `props.rates`)."""
+    n = sp.cfg.learnability_samples
+    order = list(props.valid)
+    tasks = [props.valid[i] for i in order for _ in range(n)]
+    _, _, correct = _solve(bb, sp, tasks, times, "learnability", gen)
+    props.rates = {i: sum(correct[j * n : (j + 1) * n]) / n for j, i in enumerate(order)}
+
+
+def _score_proposals(
+    props: _Proposals, rewards: RewardConfig
+) -> tuple[list[Rollout], list[Record], list[dict]]:
+    """Proposer rewards (eq. 6 with learnability, eq. 4), records and sample rows."""
+    rollouts, records, rows = [], [], []
+    for i, ((kind, _), roll) in enumerate(zip(props.jobs, props.rollouts)):
+        ok, valid, rate = props.parsed[i][0] is not None, i in props.valid, props.rates.get(i)
+        r = proposer_reward(ok, valid, rate, rewards)
         roll.key, roll.reward = f"{kind}/propose", r
         rollouts.append(roll)
-        records.append(Record(roll.key, r, roll.length, ok, i in valid, rates.get(i, -1.0)))
-        why = parsed[i][1].reason or reasons.get(i, "")
-        samples["propose"].append(
-            {
-                "kind": kind,
-                "response": roll.text,
-                "valid": i in valid,
-                "why": why,
-                "solve_rate": rates.get(i, -1.0),
-                "reward": r,
-            }
-        )
-    # 4. grow the buffers identically on every rank
-    new = gather([valid[i].to_dict() for i in order])
-    buffers.add(Task.from_dict(d) for d in new)
-    # 5. solve the newest tasks of every type
-    tasks = [t for k in KINDS for t in buffers.newest(k, per_rank, skip=rank * per_rank)]
-    rolls, ok, correct = _solve(bb, ex, tasks, cfg, times, "solve", gen)
-    for t, roll, p, c in zip(tasks, rolls, ok, correct):
-        r = solver_reward(p, c, cfg.rewards)
+        records.append(Record(roll.key, r, roll.length, ok, valid, props.rates.get(i, -1.0)))
+        why = props.parsed[i][1].reason or props.reasons.get(i, "")
+        rows.append(
+            {"kind": kind, "response": roll.text, "valid": valid, "why": why,
+             "solve_rate": props.rates.get(i, -1.0), "reward": r}
+        )  # fmt: skip
+    return rollouts, records, rows
+
+
+def _solve_newest(
+    bb: Backbone,
+    buffers: TaskBuffers,
+    sp: SelfPlay,
+    per_rank: int,
+    times: dict[str, float],
+    gen: torch.Generator | None,
+) -> tuple[list[Rollout], list[Record], list[dict]]:
+    """Solve this rank's share of the newest tasks of every type; solver rewards (eqs. 5-6)."""
+    skip = sp.rank * per_rank
+    tasks = [t for k in KINDS for t in buffers.newest(k, per_rank, skip=skip)]
+    rolls, parsed, correct = _solve(bb, sp, tasks, times, "solve", gen)
+    records, rows = [], []
+    for t, roll, p, c in zip(tasks, rolls, parsed, correct):
+        r = solver_reward(p, c, sp.cfg.rewards)
         roll.key, roll.reward = f"{t.kind}/solve", r
-        rollouts.append(roll)
         records.append(Record(roll.key, r, roll.length, p, c))
-        samples["solve"].append(
-            {
-                "kind": t.kind,
-                "program": t.program,
-                "inputs": t.inputs[:2],
-                "outputs": t.outputs[:2],
-                "response": roll.text,
-                "correct": c,
-                "reward": r,
-            }
-        )
-    return rollouts, records, samples
+        rows.append(
+            {"kind": t.kind, "program": t.program, "inputs": t.inputs[:2],
+             "outputs": t.outputs[:2], "response": roll.text, "correct": c, "reward": r}
+        )  # fmt: skip
+    return rolls, records, rows
+
+
+def selfplay_step(
+    bb: Backbone,
+    buffers: TaskBuffers,
+    sp: SelfPlay,
+    batch: int,
+    step: int,
+    rng: random.Random,
+    times: dict[str, float],
+    gen: torch.Generator | None = None,
+) -> tuple[list[Rollout], list[Record], dict[str, list[dict]]]:
+    """Propose, validate, estimate learnability, grow the buffers, solve and score (one rank).
+
+    `batch` tasks per (type, role) over all `sp.world` processes. Returns this rank's scored
+    rollouts, one `Record` each, and sample rows per role for logging.
+    """
+    per_rank = -(-batch // sp.world)
+    props = _propose(bb, buffers, sp, per_rank, step, rng, times, gen)
+    _learnability(bb, sp, props, times, gen)
+    rollouts, records, proposed = _score_proposals(props, sp.cfg.rewards)
+    new = sp.gather([t.to_dict() for t in props.valid.values()])  # the same on every rank
+    buffers.add(Task.from_dict(d) for d in new)
+    solved = _solve_newest(bb, buffers, sp, per_rank, times, gen)
+    return rollouts + solved[0], records + solved[1], {"propose": proposed, "solve": solved[2]}
 
 
 def summarize(records: list[Record], buffers: TaskBuffers) -> dict[str, float]:

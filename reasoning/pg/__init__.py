@@ -5,7 +5,6 @@ from reasoning.pg.advantages import (
     estimate,
     group_whiten,
     grpo_advantages,
-    reinforce_pp_advantages,
     task_relative_advantages,
 )
 from reasoning.pg.loss import aggregate, clipped_surrogate, k3_kl, pg_loss
@@ -35,7 +34,6 @@ __all__ = [
     "k3_kl",
     "pg_loss",
     "policy_step",
-    "reinforce_pp_advantages",
     "response_logprobs",
     "task_relative_advantages",
 ]

@@ -2,20 +2,21 @@
 
 - GRPO (Shao et al. 2024, DeepSeekMath eq. 3): A_i = (r_i - mean(r_g)) / std(r_g) within the
   group g of samples for the same prompt; Dr. GRPO (Liu et al. 2025) drops the std division.
-- REINFORCE++ (Hu 2025): with gamma = 1 and no per-token KL in the reward, every token's return
-  is the sequence reward; advantages are whitened over the whole batch.
-- Task-relative REINFORCE++ (Absolute Zero, Zhao et al. 2025, eq. 8): the same whitening done
-  separately for each (task type x role) group, i.e. six baselines for AZR.
+- Task-relative REINFORCE++ (Absolute Zero, Zhao et al. 2025, eq. 8): REINFORCE++ whitening
+  (Hu 2025; with gamma = 1 every token's return is the sequence reward) done separately for each
+  (task type x role) group, i.e. six baselines for AZR. `task_relative` counts each sequence
+  once (eq. 8 as written); `task_relative_tokens` counts it once per token, which is what the
+  official code computes (veRL's REINFORCE++ `masked_whiten` over the response tokens of each
+  task-role batch: token mean, Bessel-corrected token variance).
 
-Every estimator is `group_whiten` with a different grouping. `weights` switches from
-per-sequence statistics to token-weighted ones (each sequence counted once per token, as a
-token-level masked whitening would), with Bessel's correction over the token count.
-Left out on purpose: critics / GAE, per-token KL penalties folded into the reward.
+Every estimator is `group_whiten` with a different grouping and weighting.
+Left out on purpose: critics / GAE, per-token KL penalties folded into the reward, and a single
+batch-wide REINFORCE++ baseline (no config uses it; it is `group_whiten` with one group).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import torch
 
@@ -64,13 +65,6 @@ def grpo_advantages(
     return group_whiten(rewards, prompt_groups, scale=scale_std)
 
 
-def reinforce_pp_advantages(
-    rewards: torch.Tensor, lengths: torch.Tensor | None = None
-) -> torch.Tensor:
-    """REINFORCE++ (gamma 1): whiten over the batch; token-weighted when `lengths` is given."""
-    return group_whiten(rewards, [0] * rewards.shape[0], weights=lengths)
-
-
 def task_relative_advantages(
     rewards: torch.Tensor, keys: Sequence[Hashable], lengths: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -78,7 +72,10 @@ def task_relative_advantages(
     return group_whiten(rewards, keys, weights=lengths)
 
 
-ESTIMATORS = ("task_relative", "task_relative_tokens", "reinforce_pp", "grpo", "dr_grpo")
+ESTIMATORS: dict[str, Callable[..., torch.Tensor]] = {  # AZR's choices, by config name
+    "task_relative": lambda rewards, keys, lengths: task_relative_advantages(rewards, keys),
+    "task_relative_tokens": task_relative_advantages,
+}
 
 
 def estimate(
@@ -87,13 +84,7 @@ def estimate(
     keys: Sequence[Hashable],
     lengths: torch.Tensor,
 ) -> torch.Tensor:
-    """Dispatch by config name; `keys` are task-role keys (task_relative) or prompt ids (grpo)."""
-    if name == "task_relative":
-        return task_relative_advantages(rewards, keys)
-    if name == "task_relative_tokens":
-        return task_relative_advantages(rewards, keys, lengths)
-    if name == "reinforce_pp":
-        return reinforce_pp_advantages(rewards)
-    if name in ("grpo", "dr_grpo"):
-        return grpo_advantages(rewards, keys, scale_std=name == "grpo")
-    raise ValueError(f"unknown advantage estimator '{name}' (one of {', '.join(ESTIMATORS)})")
+    """Advantages (N,) by config name from rewards (N,), task-role keys and response lengths (N,)."""
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown advantage estimator '{name}' (one of {', '.join(ESTIMATORS)})")
+    return ESTIMATORS[name](rewards, keys, lengths)

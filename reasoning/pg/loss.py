@@ -7,17 +7,24 @@ Per token t of sequence i, with ratio rho = exp(log pi(y_t) - log pi_old(y_t)):
 
 k3 is Schulman's unbiased, always-positive estimator of KL(pi || pi_ref):
 exp(log pi_ref - log pi) - (log pi_ref - log pi) - 1 (used by GRPO and RM-R1 with beta = 1e-3).
-Aggregation is token-mean (every response token of the batch weighs the same; DAPO) or
-sequence-mean (mean over tokens within a sequence, then over sequences; GRPO). A `normaliser`
-lets micro-batches share the full batch's denominator so their gradients sum to the batch's.
+Aggregation (veRL's `loss_agg_mode` names):
+- token-mean: every response token of the batch weighs the same (DAPO; TRL `bnpo`);
+- seq-mean: mean over tokens within a sequence, then over sequences (GRPO; TRL `grpo`);
+- seq-mean-token-sum-norm: the token sum divided by B x L_max, a constant per batch, so no
+  sequence's tokens are down-weighted for its length (Dr. GRPO, Liu et al. 2025; TRL `dr_grpo`,
+  whose L_max is `max_completion_length`). By default L_max is the padded width T of `values`.
+A `normaliser` lets micro-batches share the full batch's denominator so their gradients sum to
+the batch's (for seq-mean-token-sum-norm it is B x L_max of the whole batch).
 Left out on purpose: value losses, dual-clip PPO, KL-in-reward.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
-AGGREGATIONS = ("token-mean", "seq-mean")
+Reduce = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -45,21 +52,36 @@ def clipped_surrogate(
     return loss, (clipped < unclipped).float()
 
 
+def _token_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (values * mask).sum()
+
+
+def _seq_means(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return ((values * mask).sum(-1) / mask.sum(-1).clamp(min=1)).sum()  # sum_i mean_t
+
+
+# mode -> (numerator, default denominator) of the reduction of masked (B, T) values
+AGGREGATIONS: dict[str, tuple[Reduce, Reduce]] = {
+    "token-mean": (_token_sum, lambda v, m: m.sum().clamp(min=1)),
+    "seq-mean": (_seq_means, lambda v, m: v.new_tensor(float(v.shape[0]))),
+    "seq-mean-token-sum-norm": (_token_sum, lambda v, m: v.new_tensor(float(v.numel()))),
+}
+
+
 def aggregate(
     values: torch.Tensor, mask: torch.Tensor, mode: str, normaliser: float | None = None
 ) -> torch.Tensor:
-    """Reduce per-token values (B, T) under mask (B, T) to a scalar.
+    """Reduce per-token values (B, T) under mask (B, T) to a scalar (see AGGREGATIONS).
 
     token-mean: sum(values * mask) / normaliser (default: number of tokens);
-    seq-mean:   sum_i mean_t(values_i) / normaliser (default: number of sequences).
+    seq-mean: sum_i mean_t(values_i) / normaliser (default: number of sequences B);
+    seq-mean-token-sum-norm: sum(values * mask) / normaliser (default: B x T).
     """
+    if mode not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation '{mode}' (one of {', '.join(AGGREGATIONS)})")
+    numerator, denominator = AGGREGATIONS[mode]
     m = mask.to(values.dtype)
-    if mode == "token-mean":
-        return (values * m).sum() / (normaliser if normaliser is not None else m.sum().clamp(min=1))
-    if mode == "seq-mean":
-        per_seq = (values * m).sum(-1) / m.sum(-1).clamp(min=1)  # (B,)
-        return per_seq.sum() / (normaliser if normaliser is not None else values.shape[0])
-    raise ValueError(f"unknown aggregation '{mode}' (one of {', '.join(AGGREGATIONS)})")
+    return numerator(values, m) / (normaliser if normaliser is not None else denominator(values, m))
 
 
 def pg_loss(

@@ -19,28 +19,38 @@ from typing import Any
 import torch
 
 from reasoning.pg.loss import AGGREGATIONS, pg_loss
-from reasoning.pg.rollout import Rollout, collate, response_logprobs
+from reasoning.pg.rollout import Batch, Rollout, collate, response_logprobs
 from unimodal.backbone import Backbone
 
 
 @dataclass
 class PGConfig:
-    """Objective and update settings (defaults: AZR, i.e. no KL, symmetric clip 0.2)."""
+    """Objective, sampling temperature and update settings (defaults: AZR, no KL, clip 0.2)."""
 
     clip_low: float = 0.2
     clip_high: float = 0.2  # DAPO's clip-higher uses 0.28
     kl_coef: float = 0.0  # RM-R1: 1e-3 (k3 estimator)
     entropy_coef: float = 0.0
-    aggregation: str = "token-mean"  # token-mean | seq-mean
-    temperature: float = 1.0  # the sampling temperature (log-probs are taken under it)
+    aggregation: str = "token-mean"  # one of reasoning.pg.loss.AGGREGATIONS
+    max_tokens: int = 0  # L_max of seq-mean-token-sum-norm; 0: the batch's longest response
+    temperature: float = 1.0  # rollouts are sampled, and their log-probs taken, at it
     micro_batch: int = 8  # sequences per forward/backward
     max_grad_norm: float = 1.0  # 0 disables clipping
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"pg.aggregation: unknown '{self.aggregation}' ({AGGREGATIONS})")
-        if self.micro_batch < 1 or self.temperature <= 0:
-            raise ValueError("pg.micro_batch must be >= 1 and pg.temperature > 0")
+            raise ValueError(f"pg.aggregation: unknown '{self.aggregation}' ({list(AGGREGATIONS)})")
+        if self.micro_batch < 1 or self.temperature <= 0 or self.max_tokens < 0:
+            raise ValueError("pg.micro_batch must be >= 1, pg.temperature > 0, pg.max_tokens >= 0")
+
+
+def batch_normaliser(cfg: PGConfig, lengths: Sequence[int]) -> float:
+    """The whole batch's loss denominator for `cfg.aggregation`, shared by its micro-batches."""
+    if cfg.aggregation == "token-mean":
+        return float(sum(lengths))
+    if cfg.aggregation == "seq-mean":
+        return float(len(lengths))
+    return float(len(lengths) * (cfg.max_tokens or max(lengths)))  # B x L_max (Dr. GRPO)
 
 
 def policy_step(
@@ -55,73 +65,82 @@ def policy_step(
     """One clipped update of head `head` on `rollouts` (advantages already set); returns stats."""
     if not rollouts:
         return {}
-    params = backbone.lora_parameters(head)
-    device = backbone.device
-    pad = backbone.tokenizer.pad_token_id
+    normaliser = batch_normaliser(cfg, [r.length for r in rollouts])
     n_tokens = float(sum(r.length for r in rollouts))
-    normaliser = n_tokens if cfg.aggregation == "token-mean" else float(len(rollouts))
-    autocast = accelerator.autocast if accelerator is not None else contextlib.nullcontext
     by_len = sorted(rollouts, key=lambda r: r.prompt_ids.shape[0] + r.length)  # less padding
     chunks = [by_len[s : s + cfg.micro_batch] for s in range(0, len(by_len), cfg.micro_batch)]
     totals: dict[str, float] = {}
     optimizer.zero_grad(set_to_none=True)
     backbone.set_lora(head)
     for c, chunk in enumerate(chunks):
-        batch = collate(chunk, pad).to(device)
-        t = batch.response_mask.shape[1]
-        ref_lp = None
-        if cfg.kl_coef > 0:
-            with torch.no_grad(), backbone.lora(None), autocast():
-                ref_logits = model(batch.input_ids, batch.attention_mask)  # (b, L, V)
-                ref_lp, _ = response_logprobs(
-                    ref_logits, batch.input_ids, t, cfg.temperature, False
-                )
-            del ref_logits
+        batch = collate(chunk, backbone.tokenizer.pad_token_id).to(backbone.device)
         last = c == len(chunks) - 1
-        sync = (
-            accelerator.no_sync(model)
-            if accelerator is not None and not last
-            else contextlib.nullcontext()
-        )
-        with sync:
-            with autocast():
-                logits = model(batch.input_ids, batch.attention_mask)  # (b, L, V)
-                logp, entropy = response_logprobs(
-                    logits, batch.input_ids, t, cfg.temperature, cfg.entropy_coef > 0
-                )
-                loss, stats = pg_loss(
-                    logp,
-                    batch.old_logprobs,
-                    batch.advantages,
-                    batch.response_mask,
-                    cfg.clip_low,
-                    cfg.clip_high,
-                    cfg.aggregation,
-                    normaliser,
-                    ref_logp=ref_lp,
-                    kl_coef=cfg.kl_coef,
-                    entropy=entropy,
-                    entropy_coef=cfg.entropy_coef,
-                )
-            if accelerator is not None:
-                accelerator.backward(loss)
-            else:
-                loss.backward()
-        share = float(batch.response_mask.sum()) / max(n_tokens, 1.0)
-        totals["loss"] = totals.get("loss", 0.0) + loss.detach().item()
-        for k, v in stats.items():
-            totals[k] = totals.get(k, 0.0) + float(v) * share
-        with torch.no_grad():
-            diff = (logp.detach() - batch.old_logprobs) * batch.response_mask
-            totals["logp_diff"] = totals.get("logp_diff", 0.0) + float(diff.abs().sum()) / n_tokens
-            lp_sum = float((logp.detach() * batch.response_mask).sum())
-            totals["logp"] = totals.get("logp", 0.0) + lp_sum / n_tokens  # mean token log-prob
+        sync = accelerator.no_sync(model) if accelerator is not None and not last else None
+        with sync or contextlib.nullcontext():
+            loss, stats, logp = _backward(model, backbone, batch, cfg, normaliser, accelerator)
+        _accumulate(totals, loss, stats, logp, batch, n_tokens)
     if cfg.max_grad_norm > 0:
         clip = accelerator.clip_grad_norm_ if accelerator is not None else _clip
-        totals["grad_norm"] = float(clip(params, cfg.max_grad_norm))
+        totals["grad_norm"] = float(clip(backbone.lora_parameters(head), cfg.max_grad_norm))
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return totals
+
+
+def _backward(
+    model: Callable[..., torch.Tensor],
+    backbone: Backbone,
+    batch: Batch,
+    cfg: PGConfig,
+    normaliser: float,
+    accelerator: Any,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """Loss of one micro-batch (reference log-probs with every head off), backpropagated.
+
+    Returns the loss, its statistics and the current log-probs (b, t), all detached."""
+    autocast = accelerator.autocast if accelerator is not None else contextlib.nullcontext
+    t = batch.response_mask.shape[1]
+    ref_lp = None
+    if cfg.kl_coef > 0:
+        with torch.no_grad(), backbone.lora(None), autocast():
+            ref_logits = model(batch.input_ids, batch.attention_mask)  # (b, L, V)
+            ref_lp, _ = response_logprobs(ref_logits, batch.input_ids, t, cfg.temperature, False)
+        del ref_logits
+    with autocast():
+        logits = model(batch.input_ids, batch.attention_mask)  # (b, L, V)
+        logp, entropy = response_logprobs(
+            logits, batch.input_ids, t, cfg.temperature, cfg.entropy_coef > 0
+        )  # (b, t), (b, t) or None
+        loss, stats = pg_loss(
+            logp, batch.old_logprobs, batch.advantages, batch.response_mask,
+            cfg.clip_low, cfg.clip_high, cfg.aggregation, normaliser,
+            ref_logp=ref_lp, kl_coef=cfg.kl_coef, entropy=entropy, entropy_coef=cfg.entropy_coef,
+        )  # fmt: skip
+    if accelerator is not None:
+        accelerator.backward(loss)
+    else:
+        loss.backward()
+    return loss.detach(), stats, logp.detach()
+
+
+@torch.no_grad()
+def _accumulate(
+    totals: dict[str, float],
+    loss: torch.Tensor,
+    stats: dict[str, torch.Tensor],
+    logp: torch.Tensor,
+    batch: Batch,
+    n_tokens: float,
+) -> None:
+    """Add one micro-batch's loss and token-weighted statistics to the batch totals."""
+    mask = batch.response_mask  # (b, t)
+    share = float(mask.sum()) / max(n_tokens, 1.0)
+    totals["loss"] = totals.get("loss", 0.0) + loss.item()
+    for k, v in stats.items():
+        totals[k] = totals.get(k, 0.0) + float(v) * share
+    diff = float(((logp - batch.old_logprobs) * mask).abs().sum())
+    totals["logp_diff"] = totals.get("logp_diff", 0.0) + diff / n_tokens
+    totals["logp"] = totals.get("logp", 0.0) + float((logp * mask).sum()) / n_tokens  # mean
 
 
 def _clip(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
