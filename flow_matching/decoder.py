@@ -1,16 +1,9 @@
 """Flow-matching diffusion decoder: one thin adapter over diffusers' condition-attending DiTs.
 
-- ``sana`` (default): ``SanaTransformer2DModel`` (SANA, Xie et al. 2024): linear self-attention,
-  cross-attention to the condition tokens, Mix-FFN; no positional embedding unless
-  ``interpolation_scale`` is set. The condition mask is honoured by the cross-attention. With
-  ``pooled_cond`` the (masked) mean of the condition tokens also enters the timestep embedding
-  through a small MLP whose last layer starts at zero (a loaded model starts unchanged): the
-  global path SD3 has with its pooled projection and DiT with adaLN class conditioning, which
-  a small decoder learns far faster than cross-attention alone.
-- ``sd3``: ``SD3Transformer2DModel`` (MMDiT, Esser et al. 2024): joint attention over image and
-  condition tokens; its pooled vector is the (masked) mean of the condition tokens fed to the
-  model's own pooled-projection input. Joint attention takes no key mask, so padded condition
-  tokens are still attended (only the pooled mean ignores them).
+- ``sana`` (default): ``SanaTransformer2DModel`` (``flow_matching.sana``: cross-attention to the
+  condition tokens, optional pooled condition on the timestep embedding);
+- ``sd3``: ``SD3Transformer2DModel`` (``flow_matching.sd3``: joint attention, pooled vector =
+  mean condition), for users who bring an SD3 / SD3.5 folder.
 
 Time: the network gets ``timestep = 1000 * sigma`` (times SANA's ``config.timestep_scale``), exactly
 what diffusers' SANA / SD3 pipelines feed, so pretrained SANA folders load and work as they are.
@@ -28,6 +21,8 @@ from diffusers import SanaTransformer2DModel, SD3Transformer2DModel
 from torch import nn
 
 from flow_matching._loading import resolve_pretrained
+from flow_matching.sana import pooled_offset, run_sana, sana_kwargs, sana_widths
+from flow_matching.sd3 import check_sd3_grid, pooled_projection, run_sd3, sd3_kwargs, sd3_widths
 
 DECODER_CLASSES = {"sana": SanaTransformer2DModel, "sd3": SD3Transformer2DModel}
 TRAIN_MODES = ("full", "lora", "frozen")
@@ -113,7 +108,6 @@ class DecoderConfig:
 
     def transformer_kwargs(self) -> dict:
         """Constructor arguments of the diffusers class for a from-scratch model."""
-        inner = self.num_attention_heads * self.attention_head_dim
         common = dict(
             in_channels=self.in_channels + self.ref_channels,
             out_channels=self.in_channels,
@@ -124,23 +118,7 @@ class DecoderConfig:
             patch_size=self.patch_size,
             qk_norm=self.qk_norm,
         )
-        if self.type == "sana":
-            heads = self.num_cross_attention_heads or self.num_attention_heads
-            head_dim = self.cross_attention_head_dim or self.attention_head_dim
-            return common | dict(
-                num_cross_attention_heads=heads,
-                cross_attention_head_dim=head_dim,
-                cross_attention_dim=inner,  # keys/values come from the projected caption (width Dh)
-                caption_channels=self.cond_dim,
-                mlp_ratio=self.mlp_ratio,
-                interpolation_scale=self.interpolation_scale,
-            )
-        return common | dict(
-            joint_attention_dim=self.cond_dim,
-            caption_projection_dim=inner,  # joint blocks require context width == Dh
-            pooled_projection_dim=self.cond_dim,  # pooled vector = mean of condition tokens
-            pos_embed_max_size=self.pos_embed_max_size or self.sample_size // self.patch_size,
-        )
+        return common | (sana_kwargs(self) if self.type == "sana" else sd3_kwargs(self))
 
 
 class Decoder(nn.Module):
@@ -159,22 +137,9 @@ class Decoder(nn.Module):
         self.ref_channels: int = c.in_channels - self.in_channels  # reference channels taken
         self.patch_size: int = c.patch_size
         self.hidden_dim: int = c.num_attention_heads * c.attention_head_dim
-        if self.type == "sana":
-            if c.guidance_embeds:
-                raise ValueError(
-                    "decoder.pretrained: guidance-embedding (SANA-Sprint) models are unsupported"
-                )
-            self.cond_dim: int = c.caption_channels
-            self.timestep_scale = 1000.0 * c.timestep_scale
-        else:
-            if c.pooled_projection_dim != c.joint_attention_dim:
-                raise ValueError(
-                    f"decoder.pretrained: SD3 pooled_projection_dim {c.pooled_projection_dim} != "
-                    f"joint_attention_dim {c.joint_attention_dim}; the pooled vector is the mean "
-                    "of the condition tokens, so the two widths must match"
-                )
-            self.cond_dim = c.joint_attention_dim
-            self.timestep_scale = 1000.0
+        widths = sana_widths if self.type == "sana" else sd3_widths
+        self.cond_dim, self.timestep_scale = widths(transformer)  # Dc, network time per sigma
+        self.pooled_proj = pooled_projection(transformer) if self.type == "sd3" else None
         num_blocks = len(transformer.transformer_blocks)
         if align_block is not None and not 0 <= align_block < num_blocks:
             raise ValueError(
@@ -183,13 +148,7 @@ class Decoder(nn.Module):
         self.align_block = align_block
         self.pooled = None  # sana only: pooled condition -> timestep-embedding offset
         if pooled_cond and self.type == "sana":
-            self.pooled = nn.Sequential(
-                nn.Linear(self.cond_dim, self.hidden_dim),
-                nn.SiLU(),
-                nn.Linear(self.hidden_dim, self.hidden_dim),
-            )
-            nn.init.zeros_(self.pooled[-1].weight)
-            nn.init.zeros_(self.pooled[-1].bias)
+            self.pooled = pooled_offset(self.cond_dim, self.hidden_dim)
 
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
         """Token grid ``(h // p, w // p)`` for a latent of ``height x width``."""
@@ -209,12 +168,8 @@ class Decoder(nn.Module):
                 f"decoder.patch_size: {p} does not divide the latent grid {h}x{w}; "
                 f"use a resolution whose latent side is a multiple of {p}"
             )
-        max_side = getattr(self.transformer.config, "pos_embed_max_size", None)
-        if self.type == "sd3" and max(h, w) // p > max_side:
-            raise ValueError(
-                f"decoder.pos_embed_max_size: latent grid {h}x{w} needs {max(h, w) // p} "
-                f"positions per side, the model has {max_side}"
-            )
+        if self.type == "sd3":
+            check_sd3_grid(self.transformer, h, w)
 
     def forward(
         self,
@@ -231,21 +186,42 @@ class Decoder(nn.Module):
         Returns ``(velocity, hidden)`` with ``hidden`` (B, N, Dh) after ``align_block``, or None.
         """
         b = x_t.shape[0]
-        if self.ref_channels:
-            if ref is None:
-                ref = x_t.new_zeros(b, self.ref_channels, *x_t.shape[2:])
-            x_t = torch.cat([x_t, ref.to(x_t.dtype)], 1)  # (B, C + R, H, W)
-        elif ref is not None:
-            raise ValueError("decoder: reference latents given, but decoder.ref_channels = 0")
+        x_t = self._with_reference(x_t, ref)  # (B, C + R, H, W)
         timestep = (sigma.float() * self.timestep_scale).reshape(-1).expand(b)  # (B,)
-        captured: list[torch.Tensor] = []
-        handles = []
+        pooled = None
         if self.type == "sd3" or self.pooled is not None:
-            if cond_mask is None:
-                pooled = cond.mean(dim=1)  # (B, Dc)
+            pooled = masked_mean(cond, cond_mask)  # (B, Dc)
+        captured: list[torch.Tensor] = []
+        handles = self._hooks(pooled, captured)
+        try:
+            if self.type == "sana":
+                out = run_sana(self.transformer, x_t, timestep, cond, cond_mask)  # (B, C', H, W)
             else:
-                m = cond_mask.to(cond.dtype).unsqueeze(-1)  # (B, L, 1)
-                pooled = (cond * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, Dc)
+                if self.pooled_proj is not None:
+                    pooled = self.pooled_proj(pooled)  # (B, P)
+                out = run_sd3(self.transformer, x_t, timestep, cond, pooled)  # (B, C', H, W)
+        finally:
+            for handle in handles:
+                handle.remove()
+        velocity = out[:, : self.in_channels]  # (B, C, H, W); drops learned-variance channels
+        hidden = captured[0] if captured else None  # (B, N, Dh)
+        return velocity, hidden
+
+    def _with_reference(self, x_t: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+        """Concatenate reference latents on channels (zeros when the model takes them but
+        none are given)."""
+        if not self.ref_channels:
+            if ref is not None:
+                raise ValueError("decoder: reference latents given, but decoder.ref_channels = 0")
+            return x_t
+        if ref is None:
+            ref = x_t.new_zeros(x_t.shape[0], self.ref_channels, *x_t.shape[2:])
+        return torch.cat([x_t, ref.to(x_t.dtype)], 1)  # (B, C + R, H, W)
+
+    def _hooks(self, pooled: torch.Tensor | None, captured: list) -> list:
+        """Forward hooks for one call: SANA's pooled offset on the timestep embedding, and the
+        capture of the ``align_block`` output into ``captured``. The caller removes them."""
+        handles = []
         if self.pooled is not None:
             offset = self.pooled(pooled)  # (B, Dh)
 
@@ -261,29 +237,15 @@ class Decoder(nn.Module):
 
             block = self.transformer.transformer_blocks[self.align_block]
             handles.append(block.register_forward_hook(hook))
-        try:
-            if self.type == "sana":
-                out = self.transformer(
-                    x_t,
-                    encoder_hidden_states=cond,
-                    timestep=timestep,
-                    encoder_attention_mask=cond_mask,
-                    return_dict=False,
-                )[0]  # (B, C', H, W)
-            else:
-                out = self.transformer(
-                    x_t,
-                    encoder_hidden_states=cond,
-                    pooled_projections=pooled,
-                    timestep=timestep,
-                    return_dict=False,
-                )[0]  # (B, C', H, W)
-        finally:
-            for handle in handles:
-                handle.remove()
-        velocity = out[:, : self.in_channels]  # (B, C, H, W); drops learned-variance channels
-        hidden = captured[0] if captured else None  # (B, N, Dh)
-        return velocity, hidden
+        return handles
+
+
+def masked_mean(cond: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of the valid condition tokens: (B, L, D), mask (B, L) or None -> (B, D)."""
+    if mask is None:
+        return cond.mean(dim=1)  # (B, D)
+    m = mask.to(cond.dtype).unsqueeze(-1)  # (B, L, 1)
+    return (cond * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, D)
 
 
 def apply_train_mode(transformer: Transformer, cfg: DecoderConfig) -> None:

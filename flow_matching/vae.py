@@ -2,7 +2,7 @@
 
 The latent normalisation ``latents = (z - shift_factor) * scaling_factor`` (and its inverse) lives in
 exactly one place, ``DiffusersVAE.normalize`` / ``denormalize``; everything downstream (decoder,
-loss, sampler, latent cache) sees normalised latents only. Pixels are in [-1, 1].
+loss, sampler) sees normalised latents only. Pixels are in [-1, 1].
 
 - ``kl``: SD / SD3 / Flux style KL autoencoder (Rombach et al. 2022), posterior mean by default.
 - ``dc``: Deep-Compression AE (Chen et al. 2024, used by SANA), deterministic, 32x compression.

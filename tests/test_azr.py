@@ -106,10 +106,12 @@ def test_rewards_by_hand():
     assert learnability(0.25) == 0.75 and learnability(0.0) == 0.0 and learnability(1.0) == 0.0
     assert learnability(1.0, extreme=-0.5) == -0.5
     assert proposer_reward(False, False, None, cfg) == -1.0
-    assert proposer_reward(True, False, None, cfg) == -0.5
+    assert proposer_reward(True, False, None, cfg) == -1.0  # official code: invalid = -1
+    assert proposer_reward(True, False, None, RewardConfig(invalid_penalty=-0.5)) == -0.5
     assert proposer_reward(True, True, 5 / 8, cfg) == pytest.approx(3 / 8)
     assert proposer_reward(True, True, 1.0, RewardConfig(extreme=-0.5)) == -0.5
-    assert solver_reward(True, True, cfg) == 1.0 and solver_reward(True, False, cfg) == 0.0
+    assert solver_reward(True, True, cfg) == 1.0 and solver_reward(True, False, cfg) == -0.5
+    assert solver_reward(True, False, RewardConfig(wrong=0.0)) == 0.0
     assert solver_reward(False, False, RewardConfig(format_penalty=-2.0)) == -2.0
     assert len(GROUPS) == 6
 
@@ -216,3 +218,60 @@ def test_warmstart_pairs_parse_validate_and_are_correct(ex):
             assert p.ok, p.reason
             proposals.append(t)
     assert all(t is not None for t, _ in validate_tasks(ex, proposals))
+
+
+def test_selfplay_samples_every_role_at_pg_temperature(monkeypatch):
+    """PGConfig owns the temperature: rollouts are sampled at the one the update uses."""
+    import reasoning.azr.selfplay as selfplay
+    from reasoning.azr import AZRConfig, SelfPlay, selfplay_step
+    from reasoning.pg import PGConfig, Rollout
+
+    seen = []
+
+    def fake_generate(bb, prompts, head, max_new_tokens, temperature, *args, **kw):
+        seen.append((len(prompts), temperature))
+        ids = torch.zeros(2, dtype=torch.long)
+        return [Rollout(ids[:1], ids, torch.zeros(2), "no format", True) for _ in prompts]
+
+    class FakeBackbone:
+        render = staticmethod(lambda messages: messages[0]["content"])
+
+    class FakeExecutor:
+        validate_many = staticmethod(lambda jobs: [])
+
+    monkeypatch.setattr(selfplay, "generate", fake_generate)
+    sp = SelfPlay(FakeExecutor(), AZRConfig(references=1), PGConfig(temperature=0.6))
+    bufs = TaskBuffers(seed_tasks())
+    rolls, records, _ = selfplay_step(FakeBackbone(), bufs, sp, 2, 0, random.Random(0), {})
+    assert seen == [(6, 0.6), (0, 0.6), (6, 0.6)]  # propose, learnability (none valid), solve
+    assert [r.reward for r in rolls] == [-1.0] * 12 and len(records) == 12
+    assert "temperature" not in AZRConfig.__dataclass_fields__
+    with pytest.raises(ValueError, match="estimator"):
+        AZRConfig(estimator="reinforce_pp")
+
+
+def test_load_head_reads_shape_and_name_from_the_checkpoint_toml(tiny_backbone_dir, tmp_path):
+    from reasoning.azr.head import head_spec, load_head
+    from unimodal import checkpoint
+    from unimodal.backbone import Backbone
+    from unimodal.lora_heads import LoraHeadConfig
+
+    bb = Backbone.from_pretrained(tiny_backbone_dir)
+    bb.add_lora("selfplay", r=4, alpha=8, target_modules=("q_proj", "v_proj"))
+    with torch.no_grad():
+        for p in bb.lora_parameters("selfplay"):
+            p.normal_()
+    toml = (
+        '[model]\nlora_r = 4\nlora_alpha = 8\nlora_dropout = 0.0\ntarget_modules = ["q_proj", '
+        '"v_proj"]\n\n[azr]\nhead = "selfplay"\n'
+    )
+    state = bb.lora_state_dict("selfplay")
+    checkpoint.save(tmp_path, 1, {"lora": {k: v * 0 for k, v in state.items()}}, {}, toml)
+    checkpoint.save(tmp_path, 2, {"lora": state}, {}, toml)
+    other = Backbone.from_pretrained(tiny_backbone_dir)
+    assert load_head(other, tmp_path) == "selfplay"  # the run folder's newest checkpoint
+    assert all(torch.equal(v, other.lora_state_dict("selfplay")[k]) for k, v in state.items())
+    new = {"head": {"name": "h", "r": 2, "alpha": 4, "dropout": 0.1, "target_modules": ["o_proj"]}}
+    assert head_spec(new) == LoraHeadConfig("h", 2, 4, 0.1, ("o_proj",))
+    with pytest.raises(FileNotFoundError):
+        load_head(other, tmp_path / "empty")

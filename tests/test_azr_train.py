@@ -104,7 +104,9 @@ def test_train_azr_smoke_scripted_then_random_resume(
     lora = checkpoint.load_weights(ckpt, "lora")
     assert any("lora_B" in k and v.abs().max() > 0 for k, v in lora.items())  # B starts at zero
     again = load(tiny_backbone_dir)
-    head = T.load_head(again, out)
+    from reasoning.azr.head import load_head
+
+    head = load_head(again, out)  # reads the [head] section of the checkpoint's config
     assert all(torch.equal(v, again.lora_state_dict(head)[k]) for k, v in lora.items())
     state = checkpoint.load_train_state(ckpt)
     assert state["step"] == 2 and json.loads(state["buffers"]["deduction"])[-1]["step"] == 1
@@ -169,7 +171,6 @@ def ex_nostatic():
 
 
 def test_eval_suites_run_on_tiny(tiny_backbone_dir, shared_data, ex_nostatic):
-    from unimodal.backbone import Backbone
     from evals.code_suites import (
         evaluate_cruxeval,
         evaluate_deduction_set,
@@ -177,6 +178,7 @@ def test_eval_suites_run_on_tiny(tiny_backbone_dir, shared_data, ex_nostatic):
         evaluate_humaneval,
         heldout_deduction_set,
     )
+    from unimodal.backbone import Backbone
 
     bb = Backbone.from_pretrained(tiny_backbone_dir).freeze()
     d = shared_data

@@ -6,15 +6,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-import bench  # noqa: E402
+from tools import bench as bench_tool
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +23,7 @@ def keep_threads():
 
 def run_mode(argv: list[str], tmp_path: Path, capsys) -> dict:
     out = tmp_path / "report.json"
-    report = bench.main([*argv, "--out", str(out)])
+    report = bench_tool.main([*argv, "--out", str(out)])
     printed = capsys.readouterr().out
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     assert printed.rstrip().splitlines()[-1]  # the table comes last

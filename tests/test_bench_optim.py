@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 import unimodal.generator as generator_module
-from bench.common import count_flops
-from bench.rollout import bias_eos
-from bench.sample import count_calls
+from benchmarks.common import count_flops
+from benchmarks.rollout import bias_eos
+from benchmarks.sample import count_calls
 from unimodal.backbone import Backbone
 from unimodal.generator import Generator, GenModelConfig
 from unimodal.sampling import sample

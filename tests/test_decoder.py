@@ -179,3 +179,28 @@ def test_sana_pooled_condition_starts_neutral_and_learns():
         a = dec(x, sigma, cond, mask)[0]
         b = dec(x, sigma, cond + 1.0, mask)[0]
     assert not torch.allclose(a, b)
+
+
+def test_sd3_folder_with_a_narrower_pooled_width_loads(tmp_path):
+    """Released SD3 / SD3.5 have pooled width 2048 < condition width 4096: the mean condition
+    reaches the pooled input through a zero-initialised map, which then learns."""
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(0)
+    kw = tiny("sd3").transformer_kwargs() | {"pooled_projection_dim": 16}
+    SD3Transformer2DModel(**kw).save_pretrained(tmp_path / "transformer")
+    dec = build_decoder(tiny("sd3", pretrained=str(tmp_path), train_mode="frozen"))
+    assert dec.cond_dim == DC and dec.pooled_proj.out_features == 16
+    x, sigma, cond, mask = inputs()
+    v, _ = dec(x, sigma, cond, mask)
+    zero = dec.transformer(
+        x, encoder_hidden_states=cond, pooled_projections=torch.zeros(B, 16),
+        timestep=1000 * sigma, return_dict=False,
+    )[0]  # fmt: skip
+    assert torch.allclose(v, zero, atol=1e-6)  # starts from a constant pooled input
+    v.square().mean().backward()
+    assert dec.pooled_proj.weight.grad.abs().sum() > 0
+    assert [n for n, p in dec.named_parameters() if p.requires_grad] == [
+        "pooled_proj.weight",
+        "pooled_proj.bias",
+    ]

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from unimodal.config import load_config
 from evals.edit import preservation, region_mask
+from unimodal.config import load_config
 
 
 def test_preservation_ignores_the_edited_region():

@@ -190,8 +190,7 @@ def test_forged_result_markers_are_ignored(ex_raw):
     assert ex_raw.run(code).output == "7"
 
 
-_FORGED = b"ok\\0'forged'"  # a whole forged reply: status ok, output 'forged'
-_FRAME = f"struct.pack('>I', {len(_FORGED)}) + {_FORGED!r}"
+_FRAME = "struct.pack('>I', 11) + b\"ok\\0'forged'\""  # a whole reply: ok, output 'forged'
 FORGERS = {  # programs that tamper, at import time, with what the worker formats results with
     "repr": "import builtins\nbuiltins.repr = lambda o: \"'forged'\"",
     "str_len": "import builtins\nbuiltins.len = lambda o: 10**9\nbuiltins.str = lambda o='': 'x'",
@@ -199,10 +198,12 @@ FORGERS = {  # programs that tamper, at import time, with what the worker format
     "type_isinstance": "import builtins\nbuiltins.type = builtins.isinstance = lambda *a: int",
     "exceptions": "import builtins\nbuiltins.BaseException = builtins.Exception = int",
     "print_format": "import builtins\nbuiltins.print = builtins.format = lambda *a, **k: 'forged'",
-    "os_write": f"import os, struct\n_w = os.write\nos.write = lambda fd, d: _w(fd, {_FRAME}) and len(d)",
+    "os_write": "import os, struct\n_w = os.write\n"
+    f"os.write = lambda fd, d: _w(fd, {_FRAME}) and len(d)",
     "os_exit": "import os\nos._exit = lambda code: None",
     "struct_pack": "import struct\nstruct.pack = lambda *a: b'\\0\\0\\0\\7'",
-    "worker_globals": f"import __main__, os, struct\n__main__.write_frame = lambda fd, d: os.write(fd, {_FRAME})\n__main__.repr = lambda o: 'forged'",
+    "worker_globals": "import __main__, os, struct\n__main__.repr = lambda o: 'forged'\n"
+    f"__main__.write_frame = lambda fd, d: os.write(fd, {_FRAME})",
 }
 
 
@@ -223,9 +224,11 @@ def test_str_subclass_texts_cannot_rewrite_the_reply(ex_raw):
         "    def __len__(self):\n"
         "        return 0\n"
     )
-    error = ex_raw.run(sub + "class E(Exception):\n    def __str__(self):\n        return S('boom')\ndef f():\n    raise E()")  # fmt: skip
+    raises = "class E(Exception):\n    def __str__(self):\n        return S('boom')\n"
+    error = ex_raw.run(sub + raises + "def f():\n    raise E()")
     assert (error.status, error.reason) == ("error", "E: boom"), error
-    ok = ex_raw.run(sub + "class V:\n    def __repr__(self):\n        return S('v')\ndef f():\n    return V()")  # fmt: skip
+    returns = "class V:\n    def __repr__(self):\n        return S('v')\n"
+    ok = ex_raw.run(sub + returns + "def f():\n    return V()")
     assert (ok.status, ok.output) == ("ok", "v"), ok
 
 

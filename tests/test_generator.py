@@ -189,3 +189,44 @@ def test_relative_baseline_is_cached_until_the_queries_change(tiny_backbone_dir)
         assert gen.query_states(prompt)[0].equal(first) and gen._empty_base is base
         gen.queries.queries[0].add_(1.0)  # an optimizer step changes the queries in place
         assert not gen.query_states(prompt)[0].equal(first) and gen._empty_base is not base
+
+
+def test_sd3_config_trains_on_a_tiny_sd3_folder(tmp_path, tiny_backbone_dir):
+    """configs/gen_sd3_pretrained_gpu.toml as shipped (LoRA on the SD3 MMDiT, KL VAE, pooled
+    width narrower than the condition, as in real SD3), on a tiny pipeline folder."""
+    from diffusers import AutoencoderKL, SD3Transformer2DModel
+
+    from tools.train_gen import CONFIG, main
+
+    torch.manual_seed(0)
+    folder = tmp_path / "sd3"
+    SD3Transformer2DModel(
+        in_channels=4, out_channels=4, num_layers=2, num_attention_heads=2,
+        attention_head_dim=16, joint_attention_dim=24, caption_projection_dim=32,
+        pooled_projection_dim=16, sample_size=16, patch_size=2, pos_embed_max_size=16,
+    ).save_pretrained(folder / "transformer")  # fmt: skip
+    AutoencoderKL(
+        block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=4, latent_channels=4,
+        sample_size=32, scaling_factor=0.5, shift_factor=0.1,
+    ).save_pretrained(folder / "vae")  # fmt: skip
+    small = ["--gen.connector.width=32", "--gen.connector.heads=2", "--gen.projector_dim=32"]
+    args = ["--config", "gen_sd3_pretrained_gpu", f"--gen.decoder.pretrained={folder}",
+            f"--gen.vae.path={folder}", "--gen.resolutions=[8, 16, 32]",
+            "--gen.decoder.align_block=1", "--gen.sampler.steps=2", "--train.steps=1",
+            "--train.save_every=1", "--eval.n_per_category=0", *small]  # fmt: skip
+    out = tmp_path / "run"
+    cfg = load_config(CONFIG, _args(tiny_backbone_dir, out) + args)
+    assert cfg.gen.decoder.train_mode == "lora" and cfg.gen.vae.type == "kl"
+    main(cfg)
+    names = set(checkpoint.load_weights(checkpoint.latest(out), "trainable"))
+    assert any("lora_" in n for n in names) and "decoder.pooled_proj.weight" in names
+    assert not any(n.startswith("decoder.transformer.") and "lora_" not in n for n in names)
+
+
+def test_repa_dinov2_config_parses():
+    from tools.train_gen import CONFIG
+
+    cfg = load_config(CONFIG, ["--config", "gen_shapes_repa_dinov2_gpu"])
+    assert cfg.gen.align_target == "encoder" and cfg.gen.encoder.kind == "timm"
+    assert cfg.gen.encoder.model_kwargs == {"img_size": 224}

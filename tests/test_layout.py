@@ -1,7 +1,7 @@
 """The folder tree is the diagram: imports run one way, files and functions stay small.
 
-Layers, lowest first: flow_matching <- unimodal <- reasoning <- evals, bench <- tools. A module
-may import its own layer and the layers below it (evals and bench do not import each other);
+Layers, lowest first: flow_matching <- unimodal <- reasoning <- evals, benchmarks <- tools. A module
+may import its own layer and the layers below it (evals and benchmarks do not import each other);
 no tool imports another, and nothing touches `sys.path`. Sizes: files at most 300 lines, functions at most 60, and each
 training tool's `main` under 80.
 """
@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = {"flow_matching": 0, "unimodal": 1, "reasoning": 2, "evals": 3, "bench": 3, "tools": 4}
+LAYERS = {
+    "flow_matching": 0,
+    "unimodal": 1,
+    "reasoning": 2,
+    "evals": 3,
+    "benchmarks": 3,
+    "tools": 4,
+}
 MAX_FILE, MAX_FUNCTION, MAX_MAIN = 300, 60, 80
 SYS_PATH = re.compile(r"sys\.path\.(insert|append)|sys\.path\s*=")
 TOOLS = ("train_gen", "train_mllm", "train_azr", "train_rm")
@@ -54,7 +61,7 @@ def upward_imports(top: str, source: str) -> list[str]:
 def test_the_checker_catches_an_upward_import():
     assert upward_imports("unimodal", "from reasoning.pg import estimate\n")
     assert upward_imports("reasoning", "def f():\n    import evals.vqa\n")
-    assert upward_imports("evals", "from bench import common\n")
+    assert upward_imports("evals", "from benchmarks import common\n")
     assert upward_imports("tools", "import sys\nsys.path.insert(0, '.')\n")
     assert upward_imports("tools", "from tools.train_azr import load_head\n")
     assert not upward_imports("evals", "from reasoning.azr import tasks\nimport torch\n")

@@ -16,7 +16,6 @@ from reasoning.pg import (
     k3_kl,
     pg_loss,
     policy_step,
-    reinforce_pp_advantages,
     response_logprobs,
     task_relative_advantages,
 )
@@ -38,18 +37,15 @@ def test_grpo_and_dr_grpo_by_hand():
     assert grpo_advantages(r, g, scale_std=False).tolist() == pytest.approx(
         [0.5, -0.5, -2 / 3, 1 / 3, 1 / 3]
     )
-    assert estimate("dr_grpo", r, g, torch.ones(5)).tolist() == pytest.approx(
-        [0.5, -0.5, -2 / 3, 1 / 3, 1 / 3]
-    )
 
 
-def test_reinforce_pp_batch_and_token_weighted():
-    r = torch.tensor([1.0, 0.0])
-    assert reinforce_pp_advantages(r).tolist() == pytest.approx(
+def test_task_relative_per_sequence_and_token_weighted():
+    r, keys, lengths = torch.tensor([1.0, 0.0]), ["g", "g"], torch.tensor([3.0, 1.0])
+    assert estimate("task_relative", r, keys, lengths).tolist() == pytest.approx(
         [1 / math.sqrt(2), -1 / math.sqrt(2)], abs=1e-5
     )
     # tokens [1, 1, 1, 0]: mean .75, unbiased var (3 * .0625 + .5625) / 3 = .25
-    got = reinforce_pp_advantages(r, lengths=torch.tensor([3.0, 1.0]))
+    got = estimate("task_relative_tokens", r, keys, lengths)
     assert got.tolist() == pytest.approx([0.5, -1.5], abs=1e-5)
 
 
@@ -74,7 +70,7 @@ def test_six_group_task_relative_normalisation():
     b = task_relative_advantages(r2, groups)
     assert torch.allclose(a[7:], b[7:]) and torch.allclose(a[:7], b[:7], atol=1e-5)
     # against a single batch baseline the groups would not be centred separately
-    assert not torch.allclose(reinforce_pp_advantages(r), a, atol=1e-2)
+    assert not torch.allclose(group_whiten(r, [0] * len(r)), a, atol=1e-2)
 
 
 def test_degenerate_groups_give_zero_advantage():
@@ -110,6 +106,7 @@ def test_k3_and_aggregation_by_hand():
     assert aggregate(v, m, "token-mean").item() == pytest.approx(2.5)
     assert aggregate(v, m, "seq-mean").item() == pytest.approx(3.0)
     assert aggregate(v, m, "token-mean", normaliser=10.0).item() == pytest.approx(1.0)
+    assert aggregate(v, m, "seq-mean-token-sum-norm").item() == pytest.approx(10 / 6)  # B x T
     with pytest.raises(ValueError):
         aggregate(v, m, "sum")
 
@@ -177,7 +174,7 @@ def test_rollout_logprobs_match_recomputed(bb):
     assert not torch.allclose(lp0 * batch.response_mask, batch.old_logprobs, atol=1e-3)
 
 
-@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean"])
+@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean", "seq-mean-token-sum-norm"])
 def test_policy_step_micro_batches_equal_full_batch(bb, aggregation):
     _randomise_head(bb, 2)
     prompts = [bb.render([{"role": "user", "content": f"x{i}" * (i + 1)}]) for i in range(4)]
@@ -204,3 +201,23 @@ def test_policy_step_micro_batches_equal_full_batch(bb, aggregation):
             assert torch.equal(p, base[n]), n
     with pytest.raises(ValueError):
         PGConfig(aggregation="sum")
+
+
+def test_dr_grpo_l_max_is_the_longest_response_or_pg_max_tokens(bb):
+    _randomise_head(bb, 4)
+    prompts = [bb.render([{"role": "user", "content": f"y{i}" * (i + 1)}]) for i in range(3)]
+    rolls = generate(bb, prompts, "pg", 6, generator=torch.Generator().manual_seed(5))
+    for r, a in zip(rolls, [1.0, -1.0, 0.5]):
+        r.advantage = a
+    longest = max(r.length for r in rolls)
+    opt = torch.optim.SGD(bb.lora_parameters("pg"), lr=0.0)  # the head stays put
+    losses = {}
+    for max_tokens in (0, longest, 3 * longest):
+        cfg = PGConfig(micro_batch=1, aggregation="seq-mean-token-sum-norm", max_tokens=max_tokens)
+        losses[max_tokens] = policy_step(bb, bb, "pg", rolls, opt, cfg)["loss"]
+    # ratio 1 everywhere: the loss is -sum_i A_i |o_i| / (B x L_max)
+    want = -sum(r.advantage * r.length for r in rolls) / (len(rolls) * longest)
+    assert losses[0] == pytest.approx(want, rel=1e-5) and losses[longest] == losses[0]
+    assert losses[3 * longest] == pytest.approx(want / 3, rel=1e-5)
+    with pytest.raises(ValueError):
+        PGConfig(max_tokens=-1)

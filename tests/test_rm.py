@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from evals.rm_suites import both_orders, rm_bench_scores, style_matrix_scores, summary
 from reasoning.rm_r1.data import (
     PairStream,
     PreferencePair,
@@ -22,7 +23,6 @@ from reasoning.rm_r1.data import (
 from reasoning.rm_r1.procedural import arithmetic_pair, make_pairs, template_trace, trace_example
 from reasoning.rm_r1.prompts import CHAIN_OF_RUBRICS, judge_messages
 from reasoning.rm_r1.verdict import parse_verdict, trace_reward, verdict_reward
-from evals.rm_suites import both_orders, rm_bench_scores, style_matrix_scores, summary
 
 
 @pytest.mark.parametrize(
@@ -225,3 +225,33 @@ def test_template_traces_parse_to_label_and_round_trip(tmp_path):
     (tmp_path / "bad.jsonl").write_text(json.dumps(bad) + "\n")
     with pytest.raises(ValueError, match="does not parse to its verdict"):
         read_traces(tmp_path / "bad.jsonl")
+
+
+def test_judge_rollouts_sample_at_the_update_temperature_and_dr_grpo(monkeypatch):
+    """One temperature for sampling and log-probs (`GRPOConfig.pg`); Dr. GRPO only centres."""
+    import torch
+
+    import reasoning.rm_r1.grpo as grpo
+    from reasoning.pg import Rollout
+    from reasoning.rm_r1.data import JudgeItem, PreferencePair
+
+    seen = []
+
+    def fake_generate(backbone, prompts, head, max_new_tokens, temperature, *args, **kw):
+        seen.append(temperature)
+        ids = torch.zeros(2, dtype=torch.long)
+        texts = ["<answer>[[A]]</answer>", "<answer>[[B]]</answer>"] * (len(prompts) // 2)
+        return [Rollout(ids[:1], ids, torch.zeros(2), t, True) for t in texts]
+
+    class FakeBackbone:
+        render = staticmethod(lambda messages: str(messages))
+
+    monkeypatch.setattr(grpo, "generate", fake_generate)
+    item = JudgeItem(PreferencePair("q", "right", "wrong"), "right", "wrong", "A")
+    for scale_std, size in ((True, 1 / (4 / 3) ** 0.5), (False, 1.0)):  # unbiased std of +-1
+        cfg = grpo.GRPOConfig(group_size=4, temperature=0.7, scale_std=scale_std)
+        rolls = grpo.judge_rollouts(FakeBackbone(), [item], "judge", "instruct", cfg)
+        assert [r.advantage for r in rolls] == pytest.approx([size, -size] * 2, abs=1e-5)
+        assert seen[-1] == cfg.pg(1.0).temperature == 0.7
+    pg = grpo.GRPOConfig(max_new_tokens=96, aggregation="seq-mean-token-sum-norm").pg(1.0)
+    assert pg.max_tokens == 96  # Dr. GRPO's L_max is the generation budget, as TRL's

@@ -1,23 +1,18 @@
-"""Shapes world: scenes, rendering, captions, prompts, the GenEval-style set, torch datasets."""
+"""Shapes world: scenes, rendering, captions, prompts, the GenEval-style set."""
 
 import re
 
 import numpy as np
 import pytest
-import torch
-from torch.utils.data import DataLoader
 
 from unimodal.data import (
     CATEGORIES,
     COLORS,
     PALETTE,
     SHAPES,
-    ShapesDataset,
     caption,
     check,
-    collate,
     geneval_prompts,
-    prompt_sample,
     render,
     render_array,
     sample_prompt,
@@ -125,27 +120,3 @@ def test_geneval_prompts_cover_categories_and_are_fixed():
     for it in items:
         assert it.spec.category == it.category
         assert check(render(it.scene, 32), it.spec).ok
-
-
-def test_shapes_dataset_is_indexed_and_batches():
-    ds = ShapesDataset(size=32, seed=5, length=12)
-    a, b = ds[3], ds[3]
-    assert a["pixels"].shape == (3, 32, 32) and a["pixels"].dtype == torch.float32
-    assert torch.equal(a["pixels"], b["pixels"]) and a["text"] == b["text"]
-    assert a["pixels"].min() >= -1 and a["pixels"].max() <= 1
-    assert a["text"] == prompt_sample(5, 3)[0]
-    assert ShapesDataset(32, seed=6)[3]["text"] != a["text"] or not torch.equal(
-        ShapesDataset(32, seed=6)[3]["pixels"], a["pixels"]
-    )
-    cats = [ds[i]["category"] for i in range(6)]
-    assert cats == list(CATEGORIES)  # categories cycle by index
-    batch = next(iter(DataLoader(ds, batch_size=4, collate_fn=collate)))
-    assert batch["pixels"].shape == (4, 3, 32, 32) and len(batch["text"]) == 4
-    assert all(
-        check(((p + 1) / 2).permute(1, 2, 0).numpy(), s).ok
-        for p, s in zip(batch["pixels"], batch["spec"])
-    )
-    only = ShapesDataset(32, categories=("counting",), length=4)
-    assert {only[i]["category"] for i in range(4)} == {"counting"}
-    with pytest.raises(ValueError, match="unknown categories"):
-        ShapesDataset(32, categories=("nope",))

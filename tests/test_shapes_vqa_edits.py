@@ -4,14 +4,11 @@ import collections
 
 import numpy as np
 import pytest
-import torch
 
 from unimodal.data import (
     ANSWERS,
     EDIT_KINDS,
     QTYPES,
-    EditDataset,
-    VQADataset,
     chance_level,
     check,
     check_scene,
@@ -82,13 +79,6 @@ def test_only_unambiguous_questions():
         questions(scene, "size")
 
 
-def test_vqa_dataset():
-    item = VQADataset(size=32, seed=0, length=8)[2]
-    assert item["pixels"].shape == (3, 32, 32)
-    scene, qa = vqa_sample(0, 2)
-    assert (item["question"], item["answer"], item["qtype"]) == (qa.question, qa.answer, qa.qtype)
-
-
 def _diff(a, b):
     """Objects only in a, only in b."""
     return [o for o in a.objects if o not in b.objects], [
@@ -149,13 +139,3 @@ def test_edit_success_checks_tell_source_from_target():
     assert edit_sample(3, 7) == edit_sample(3, 7)
     with pytest.raises(ValueError, match="unknown edit kind"):
         edit_pair(np.random.default_rng(0), "rotate")
-
-
-def test_edit_dataset():
-    ds = EditDataset(size=32, seed=1, kinds=("move", "resize"), length=4)
-    item = ds[1]
-    assert item["source"].shape == item["target"].shape == (3, 32, 32)
-    assert item["kind"] == "resize" and item["region"].shape == (4,)
-    assert not torch.equal(item["source"], item["target"])
-    with pytest.raises(ValueError, match="unknown edit kinds"):
-        EditDataset(32, kinds=("blur",))

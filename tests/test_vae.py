@@ -1,12 +1,10 @@
-"""VAE adapters (identity, tiny KL / DC through save/load) and the latent cache."""
-
-from pathlib import Path
+"""VAE adapters (identity, tiny KL / DC through save/load)."""
 
 import pytest
 import torch
 from diffusers import AutoencoderDC, AutoencoderKL
 
-from flow_matching import DiffusersVAE, IdentityVAE, LatentCache, VAEConfig, build_vae
+from flow_matching import DiffusersVAE, IdentityVAE, VAEConfig, build_vae
 
 
 def tiny_kl() -> AutoencoderKL:
@@ -97,33 +95,3 @@ def test_vae_config_errors(tmp_path):
     tiny_kl().save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="holds a AutoencoderKL"):
         build_vae(VAEConfig(type="dc", path=str(tmp_path)))
-
-
-class CountingVAE(IdentityVAE):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def encode(self, pixels, generator=None):
-        self.calls += 1
-        return pixels * 2
-
-
-def test_latent_cache_builds_once_and_reuses(tmp_path):
-    images = [torch.full((3, 4, 4), float(i) / 10) for i in range(5)]
-    path = tmp_path / "cache" / "latents.safetensors"
-    vae = CountingVAE()
-    cache = LatentCache.load_or_build(path, vae, images, batch_size=2, dataset_key="emoji64")
-    assert vae.calls == 3 and len(cache) == 5 and path.is_file()
-    assert torch.equal(cache[3], images[3] * 2)  # keyed by index
-    assert not list(Path(path.parent).glob("*.tmp"))
-
-    again = LatentCache.load_or_build(path, vae, images, dataset_key="emoji64")
-    assert vae.calls == 3  # reused, nothing encoded
-    assert torch.equal(again.latents, cache.latents)
-
-    LatentCache.load_or_build(path, vae, images, batch_size=2, dataset_key="other")
-    assert vae.calls == 6  # fingerprint changed -> rebuilt
-    LatentCache.load_or_build(path, vae, images[:4], batch_size=2, dataset_key="other")
-    assert vae.calls == 8
-    assert len(LatentCache.load(path)) == 4

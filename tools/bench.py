@@ -8,8 +8,8 @@
 
 prints a JSON report, then a short table. A new mode adds `add_<mode>_args(parser)` and
 `bench_<mode>(args) -> dict` and one line in `MODES`; the larger modes live in
-`bench/` (`add_args`, `run`, `table`). Ratios between variants are measured in the
-same process, interleaved; see `bench/common.py` (and `bench/report.py` for tables).
+`benchmarks/` (`add_args`, `run`, `table`). Ratios between variants are measured in the
+same process, interleaved; see `benchmarks/common.py` (and `benchmarks/report.py` for tables).
 """
 
 from __future__ import annotations
@@ -135,11 +135,11 @@ Mode = tuple[
 
 
 def _mode(module: str) -> Mode:
-    """A mode that lives in `bench.<module>` (imported only when it runs)."""
+    """A mode that lives in `benchmarks.<module>` (imported only when it runs)."""
     import importlib
 
     def load():
-        return importlib.import_module(f"bench.{module}")
+        return importlib.import_module(f"benchmarks.{module}")
 
     return (
         lambda parser: load().add_args(parser),

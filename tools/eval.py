@@ -114,7 +114,7 @@ def _code_backbone(args: argparse.Namespace):
         return Backbone.from_pretrained(model).freeze(), None
     if not args.backbone:
         raise SystemExit(f"error: {model} is not a backbone folder; pass --backbone FOLDER too")
-    from tools.train_azr import load_head
+    from reasoning.azr.head import load_head
 
     backbone = Backbone.from_pretrained(args.backbone).freeze()
     return backbone, load_head(backbone, model)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from unimodal.queries import sincos_1d
+
 
 @dataclass
 class ConnectorConfig:
@@ -33,10 +35,10 @@ class ConnectorConfig:
 
 
 class Connector(nn.Module):
+    """Query states of any scale -> condition tokens, with per-scale embeddings."""
+
     def __init__(self, cfg: ConnectorConfig, in_dim: int, out_dim: int, scales: tuple[int, ...]):
         super().__init__()
-        from unimodal.queries import sincos_1d
-
         self.inp = nn.Linear(in_dim, cfg.width)
         self.scale_embed = nn.Parameter(torch.zeros(len(scales), cfg.width))
         self.pos = nn.ParameterList(

@@ -138,23 +138,10 @@ def train_tokenizer(vocab_size: int, corpus: list[str]):
     )
 
 
-def build_backbone(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> Path:
-    """Build, initialise and `save_pretrained` a Qwen2-VL of the given preset into `out_dir`."""
-    import torch
-    from transformers import (
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+def build_processor(p: Preset, tokenizer):
+    """The Qwen2-VL processor (image processor + tokenizer + chat template) of a preset."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
-    if preset not in PRESETS:
-        raise ValueError(f"unknown backbone preset '{preset}'; choose one of {sorted(PRESETS)}")
-    p = PRESETS[preset]
-    corpus = stdlib_code() + list(shapes_text())
-    tokenizer = train_tokenizer(p.vocab_size, corpus)
-    ids = {s: tokenizer.convert_tokens_to_ids(s) for s in SPECIAL_TOKENS}
     image_processor = Qwen2VLImageProcessor(
         min_pixels=p.image_pixels,
         max_pixels=p.image_pixels * 4,
@@ -162,16 +149,23 @@ def build_backbone(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> 
         merge_size=2,
         temporal_patch_size=2,
     )
-    processor = Qwen2VLProcessor(
+    return Qwen2VLProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
         video_processor=Qwen2VLVideoProcessor(),
         chat_template=CHAT_TEMPLATE,
     )
+
+
+def qwen2vl_config(p: Preset, tokenizer):
+    """The `Qwen2VLConfig` of a preset, with the tokenizer's special-token ids."""
+    from transformers import Qwen2VLConfig
+
+    ids = {s: tokenizer.convert_tokens_to_ids(s) for s in SPECIAL_TOKENS}
     head_dim = p.hidden_size // p.heads
     half = head_dim // 2
     mrope = [half - 2 * (half // 4), half // 4, half // 4]  # temporal, height, width
-    config = Qwen2VLConfig(
+    return Qwen2VLConfig(
         text_config=dict(
             vocab_size=len(tokenizer),
             hidden_size=p.hidden_size,
@@ -201,6 +195,19 @@ def build_backbone(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> 
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
+
+
+def build_backbone(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> Path:
+    """Build, initialise and `save_pretrained` a Qwen2-VL of the given preset into `out_dir`."""
+    import torch
+    from transformers import Qwen2VLForConditionalGeneration
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown backbone preset '{preset}'; choose one of {sorted(PRESETS)}")
+    p = PRESETS[preset]
+    tokenizer = train_tokenizer(p.vocab_size, stdlib_code() + list(shapes_text()))
+    processor = build_processor(p, tokenizer)
+    config = qwen2vl_config(p, tokenizer)
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config)
     out = Path(out_dir)

@@ -9,7 +9,7 @@ from reasoning.azr.prompts import (
     solver_prompt,
 )
 from reasoning.azr.rewards import RewardConfig, learnability, proposer_reward, solver_reward
-from reasoning.azr.selfplay import AZRConfig, Record, selfplay_step, summarize, timed
+from reasoning.azr.selfplay import AZRConfig, Record, SelfPlay, selfplay_step, summarize, timed
 from reasoning.azr.tasks import GROUPS, KINDS, ROLES, Task, TaskBuffers, load_seed_file, seed_tasks
 from reasoning.azr.verify import check_answers, validate_tasks
 
@@ -21,6 +21,7 @@ __all__ = [
     "Parsed",
     "Record",
     "RewardConfig",
+    "SelfPlay",
     "Task",
     "TaskBuffers",
     "check_answers",

@@ -39,7 +39,8 @@ from unimodal.backbone import Backbone
 
 @dataclass
 class AZRConfig:
-    head: str = "azr"  # name of the LoRA head trained by self-play
+    """Self-play settings; the sampling temperature is the update's, `PGConfig.temperature`."""
+
     references: int = 6  # K past tasks shown to the proposer
     learnability_samples: int = 8  # n solver samples per proposal (at pg.temperature)
     n_inputs: int = 10  # inputs written by an induction proposer
@@ -52,7 +53,7 @@ class AZRConfig:
     compile_decode: bool = False  # ... with a compiled decode step (CUDA graphs on a GPU)
     seed_files: list[str] = field(default_factory=list)  # AZR seed JSONLs, added after identity
     seed_limit: int = 0  # rows read per seed file (0: all)
-    estimator: str = "task_relative"  # see reasoning.pg.advantages.ESTIMATORS
+    estimator: str = "task_relative"  # eq. 8 | task_relative_tokens (the official code)
     sample_every: int = 10  # write example tasks and answers to samples.jsonl every N steps
     warmstart_steps: int = 0  # format warm-start updates before self-play (not in AZR; 0: off)
     rewards: RewardConfig = field(default_factory=RewardConfig)
@@ -101,6 +102,7 @@ class SelfPlay:
     gather: Callable[[list], list] = _single_process
     rank: int = 0
     world: int = 1
+    head: str = "azr"  # the LoRA head that proposes and solves
 
 
 def _user(bb: Backbone, text: str) -> str:
@@ -112,7 +114,7 @@ def _generate(
 ) -> list[Rollout]:
     c = sp.cfg
     return generate(
-        bb, prompts, c.head, c.max_new_tokens, sp.pg.temperature, c.top_p, c.gen_batch, gen,
+        bb, prompts, sp.head, c.max_new_tokens, sp.pg.temperature, c.top_p, c.gen_batch, gen,
         static=c.static_cache, compile=c.compile_decode,
     )  # fmt: skip
 

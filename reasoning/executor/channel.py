@@ -23,7 +23,8 @@ from typing import Any
 
 from .sandbox import SCRATCH, SandboxPlan
 
-WORKER_SOURCE = (Path(__file__).parent / "worker.py").read_text()
+HERE = Path(__file__).parent
+WORKER_SOURCE = (HERE / "worker_os.py").read_text() + "\n" + (HERE / "worker.py").read_text()
 SPAWN_TIMEOUT = 30.0
 
 

@@ -1,7 +1,8 @@
 """The worker: a long-lived process inside the sandbox that forks one fresh child per program.
 
-The host starts it as `python -S -s -B -P -c <this file's text> <config json>`, so it imports
-nothing from the package (standard library only). Protocol: requests arrive on fd 0 and replies
+The host starts it as `python -S -s -B -P -c <worker_os.py + this file's text> <config json>`,
+so it imports nothing from the package (standard library only; the seccomp, capability, limit
+and framing helpers are in worker_os.py). Protocol: requests arrive on fd 0 and replies
 leave on fd 1, each a 4-byte big-endian length followed by UTF-8 JSON. Programs never see these
 fds: each child gets /dev/null as stdin, a size-capped file in the scratch dir as stdout/stderr
 (nobody parses it, so forged markers there mean nothing) and its own result pipe.
@@ -16,9 +17,9 @@ results into statuses, and empties the scratch dir for the next program (or reti
 
 Left out on purpose: parsing or judging outputs (the host does that) and any retry logic.
 """
+# ruff: noqa: F821 - the helpers named here are defined in worker_os.py, sent ahead of this file
 
 import builtins
-import ctypes
 import gc
 import json
 import os
@@ -30,72 +31,7 @@ import struct
 import sys
 import time
 
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP = 1, 4, 38, 22
-PR_CAPBSET_DROP = 24
-MAX_REQUEST = 64 << 20
 PRELOAD = "collections itertools functools math re string heapq bisect operator copy".split()
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class _Fprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
-def seccomp_program(bpf):
-    """A ctypes `sock_fprog` for raw BPF bytes (built once, before forking), or None."""
-    if not bpf:
-        return None
-    buf = ctypes.create_string_buffer(bpf, len(bpf))
-    prog = _Fprog(len(bpf) // 8, ctypes.addressof(buf))
-    prog.keepalive = buf
-    return prog
-
-
-def load_seccomp(prog):
-    """Install a seccomp filter on the calling process; True on success."""
-    if prog is None or _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        return False
-    return _libc.prctl(PR_SET_SECCOMP, 2, ctypes.byref(prog), 0, 0) == 0
-
-
-def drop_capabilities():
-    """Drop every capability (bounding set, then effective/permitted/inheritable)."""
-    for cap in range(64):
-        _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
-    header = (ctypes.c_uint32 * 2)(0x20080522, 0)
-    data = (ctypes.c_uint32 * 6)()
-    return _libc.capset(header, data) == 0
-
-
-def read_exact(fd, n):
-    data = b""
-    while len(data) < n:
-        chunk = os.read(fd, min(n - len(data), 1 << 20))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
-def read_frame(fd):
-    head = read_exact(fd, 4)
-    size = struct.unpack(">I", head)[0] if head else MAX_REQUEST + 1
-    body = read_exact(fd, size) if size <= MAX_REQUEST else None
-    return None if body is None else json.loads(body)
-
-
-def write_frame(fd, body):
-    data = struct.pack(">I", len(body)) + body
-    while data:
-        data = data[os.write(fd, data) :]
-
-
-def set_limits(limits):
-    for which, value in limits.items():  # soft = hard, never above an existing hard limit
-        hard = resource.getrlimit(which)[1]
-        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(which, (value, value))
 
 
 def describe(exc):

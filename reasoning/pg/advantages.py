@@ -84,7 +84,7 @@ def estimate(
     keys: Sequence[Hashable],
     lengths: torch.Tensor,
 ) -> torch.Tensor:
-    """Advantages (N,) by config name from rewards (N,), task-role keys and response lengths (N,)."""
+    """Advantages (N,) by config name from rewards (N,), task-role keys, response lengths (N,)."""
     if name not in ESTIMATORS:
         raise ValueError(f"unknown advantage estimator '{name}' (one of {', '.join(ESTIMATORS)})")
     return ESTIMATORS[name](rewards, keys, lengths)

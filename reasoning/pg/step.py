@@ -3,10 +3,11 @@
 `policy_step` recomputes the current log-probs with the head on, and, when `kl_coef > 0`, the
 reference log-probs with every head off (`backbone.lora(None)` under no_grad: the base model
 *is* the reference, so no second copy sits in memory). It runs in micro-batches whose losses
-share the whole batch's normaliser, so the accumulated gradient equals the full-batch one, then
-clips the gradient norm and takes one optimizer step. `model` is whatever computes logits from
-(input_ids, attention_mask): the backbone itself or its accelerate/DDP-prepared wrapper.
-Left out on purpose: several PPO epochs / mini-batches per batch (AZR and RM-R1 use one).
+share the whole batch's normaliser (`batch_normaliser`), so the accumulated gradient equals the
+full-batch one, then clips the gradient norm and takes one optimizer step. `model` is whatever
+computes logits from (input_ids, attention_mask): the backbone itself or its accelerate/DDP-
+prepared wrapper. Left out on purpose: several PPO epochs / mini-batch steps per batch (the
+official AZR and RM-R1 code take several; reasoning/azr/README.md, the RM-R1 7B config).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 For each placed pair the judge head samples `group_size` traces (RM-R1: 7 at temperature 1.0);
 each trace earns `trace_reward` (+1 when its verdict names the preferred position, -1 otherwise
 or on a format failure) and the GRPO advantage (r - mean_g) / std_g within its group. The
-clipped update itself (clip 0.2, k3 KL to the head-off reference) is `reasoning.pg.policy_step`.
+clipped update itself (clip 0.2, k3 KL to the head-off reference) is `reasoning.pg.policy_step`,
+at the same temperature the traces were sampled at (`GRPOConfig.pg`). Dr. GRPO (Liu et al.
+2025) is `scale_std=False` with `aggregation="seq-mean-token-sum-norm"` (L_max = max_new_tokens).
 Left out: the format-reward variants in RM-R1's released code (the paper rewards correctness
 only).
 """
@@ -32,7 +34,7 @@ class GRPOConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 1024
-    aggregation: str = "token-mean"  # token-mean | seq-mean
+    aggregation: str = "token-mean"  # seq-mean-token-sum-norm with scale_std False: Dr. GRPO
     scale_std: bool = True  # False: Dr. GRPO (no division by the group std)
     micro_batch: int = 8  # sequences per forward/backward in the update
     gen_batch: int = 64  # sequences sampled at once
@@ -46,7 +48,8 @@ class GRPOConfig:
             clip_high=self.clip,
             kl_coef=self.kl_coef,
             aggregation=self.aggregation,
-            temperature=self.temperature,
+            max_tokens=self.max_new_tokens,  # Dr. GRPO's L_max: the generation budget, as in TRL
+            temperature=self.temperature,  # the rollouts' (judge_rollouts samples at it)
             micro_batch=self.micro_batch,
             max_grad_norm=max_grad_norm,
         )

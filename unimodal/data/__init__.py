@@ -14,17 +14,9 @@ from .captions import (
     supported_categories,
 )
 from .checker import CheckResult, Detection, check, check_scene, detect
-from .datasets import (
-    EditDataset,
-    ShapesDataset,
-    VQADataset,
-    collate,
-    prompt_sample,
-    to_pixels,
-)
 from .edits import EDIT_KINDS, EditPair, edit_pair, edit_sample, scene_spec
 from .emoji import prepare_emoji_folder
-from .folder import DataError, FolderImageDataset
+from .folder import DataError, FolderImageDataset, to_pixels
 from .shapes import COLORS, PALETTE, SHAPES, SIZES, Obj, Scene, render, render_array, sample_scene
 from .vqa import ANSWERS, QA, QTYPES, chance_level, questions, sample_qa, vqa_sample
 
@@ -42,27 +34,22 @@ __all__ = [
     "CheckResult",
     "DataError",
     "Detection",
-    "EditDataset",
     "EditPair",
     "FolderImageDataset",
     "Group",
     "Obj",
     "PromptItem",
     "Scene",
-    "ShapesDataset",
     "Spec",
-    "VQADataset",
     "caption",
     "chance_level",
     "check",
     "check_scene",
-    "collate",
     "detect",
     "edit_pair",
     "edit_sample",
     "geneval_prompts",
     "prepare_emoji_folder",
-    "prompt_sample",
     "questions",
     "render",
     "render_array",

@@ -69,7 +69,7 @@ class CheckResult:
 
 def to_array(image) -> np.ndarray:
     """(H, W, 3) float32 in [0, 1] from a PIL image, an HWC uint8/float [0, 1] array, or a
-    torch tensor (3, H, W) in [-1, 1] (the datasets' pixel convention)."""
+    torch tensor (3, H, W) in [-1, 1] (the package's pixel convention)."""
     if hasattr(image, "detach"):  # torch tensor
         arr = (image.detach().float().cpu().numpy().transpose(1, 2, 0) + 1) / 2
     elif hasattr(image, "convert"):  # PIL image

@@ -12,12 +12,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .datasets import to_pixels
-
 METADATA = "metadata.jsonl"
+
+
+def to_pixels(image: Image.Image) -> torch.Tensor:
+    """PIL RGB image -> float tensor (3, H, W) in [-1, 1] (the package's pixel convention)."""
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0  # (H, W, 3)
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
 class DataError(ValueError):

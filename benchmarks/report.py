@@ -1,6 +1,6 @@
 """How benchmark results are shown: `--sweep` parsing and running, sweep plots, text tables.
 
-The measuring side (timing, ratios, FLOPs, memory) is in `bench/common.py`.
+The measuring side (timing, ratios, FLOPs, memory) is in `benchmarks/common.py`.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from bench import common
-from bench.report import format_table, parse_sweep, run_sweep, speedup, sweep_line
+from benchmarks import common
+from benchmarks.report import format_table, parse_sweep, run_sweep, speedup, sweep_line
 
 SWEEP_KEYS = ("batch", "resolution", "prompt_len")
 

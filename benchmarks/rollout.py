@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from bench import common
-from bench.report import format_table, parse_sweep, run_sweep, speedup
+from benchmarks import common
+from benchmarks.report import format_table, parse_sweep, run_sweep, speedup
 
 SWEEP_KEYS = ("batch", "new_tokens", "prompt_len")
 

@@ -1,6 +1,6 @@
 """What every benchmark mode measures with: interleaved timing, paired ratios, FLOP counting, MFU
 peaks, peak memory (whole runs and single steps), machine facts and LM-head logit biases. How the
-results are shown (sweeps, plots, tables) is in `bench/report.py`.
+results are shown (sweeps, plots, tables) is in `benchmarks/report.py`.
 
 Timing: each round runs every variant once, in an order rotated from round to round. Rates
 come from each variant's best round (load on a shared machine only ever adds time); a ratio is

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from bench import common
-from bench.report import format_table, speedup
+from benchmarks import common
+from benchmarks.report import format_table, speedup
 
 if TYPE_CHECKING:
     from unimodal.backbone import Backbone
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if trl is None:
         report["skipped"] = why
         return report
-    from bench.rollout import prompts as make_prompts
+    from benchmarks.rollout import prompts as make_prompts
     from unimodal.backbone import Backbone
     from unimodal.presets import ensure_backbone
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from bench import common
-from bench.gen_train import load_cfg
-from bench.report import format_table, parse_sweep, run_sweep, speedup, sweep_line
+from benchmarks import common
+from benchmarks.gen_train import load_cfg
+from benchmarks.report import format_table, parse_sweep, run_sweep, speedup, sweep_line
 
 SWEEP_KEYS = ("batch", "resolution", "steps")
 
