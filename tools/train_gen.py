@@ -75,7 +75,8 @@ def main(cfg: GenTrainConfig) -> dict:
         if ema is not None:
             ema.update(named)
         loop.log(run, losses, show=("loss", "items_s"))
-        if run.main and loop.due(run, cfg.sample.every):
+        done = run.step + 1
+        if run.main and (done == tc.steps or (cfg.sample.every and done % cfg.sample.every == 0)):
             write_samples(
                 gen, ema, named, cfg, run.out / "samples" / f"step_{run.step + 1:07d}.png"
             )
@@ -127,7 +128,8 @@ def write_samples(
     was_training = gen.training
     gen.eval()
     prompts = list(cfg.sample.prompts)
-    save_grid(to_pil(gen.generate(prompts, seed=0)), prompts, path)
+    with torch.random.fork_rng(devices=[]):  # sampling never shifts the training RNG stream
+        save_grid(to_pil(gen.generate(prompts, seed=0)), prompts, path)
     path.with_suffix(".txt").write_text("\n".join(prompts) + "\n")
     gen.train(was_training)
     if backup is not None:

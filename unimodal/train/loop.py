@@ -4,7 +4,7 @@
     loop.optimizer(run, params)                # AdamW + warm-up/cosine schedule
     loop.resume(run, load_weights)             # newest checkpoint: weights, optimizer, RNG
     model = loop.prepare(run, module)
-    for _ in loop.steps(run):                  # progress bar, stop_at, schedule step
+    for _ in loop.steps(run):                  # progress bar, stop_at, LR schedule
         batch = loop.take(run, data)           # this process's share; position advances
         losses = loop.update(run, model, params, partial(model, batch))
         loop.log(run, losses)                  # every log_every: bar, TensorBoard, jsonl
@@ -170,14 +170,16 @@ def prepare(run: Run, module: nn.Module) -> nn.Module:
 
 
 def steps(run: Run) -> Iterator[int]:
-    """Yield each step index up to `train.end_step` with a progress bar; the schedule steps after
-    each one. The bar shows the whole schedule, so a chained `stop_at` job starts where it was."""
-    tc = run.tc
+    """Yield each step index up to `train.end_step` with a progress bar. The schedule moves to
+    step i before step i's update (so a checkpoint saved during step i holds the schedule at i,
+    and a run resumed after it moves it to i + 1). The bar shows the whole schedule, so a
+    chained `stop_at` job starts where the last one stopped."""
     run.bar = _bar(run)
     try:
-        while run.step < tc.end_step:
+        while run.step < run.tc.end_step:
+            if run.step > 0:
+                run.sched.step()
             yield run.step
-            run.sched.step()
             run.step += 1
             run.bar.update(1)
     finally:
