@@ -15,6 +15,7 @@ Left out: SANA-Sprint guidance embeddings, SD3 skip-layer guidance, ControlNet r
 """
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from diffusers import SanaTransformer2DModel, SD3Transformer2DModel
@@ -43,6 +44,16 @@ _POSITIVE_FIELDS = (
 class DecoderConfig:
     """Decoder options. With ``pretrained`` set, the architecture fields (``in_channels`` ..
     ``pos_embed_max_size``) are ignored and read from the folder; use ``Decoder.cond_dim`` etc."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        # pixel-space SANA decoders for the shapes / emoji worlds (patch 4 at 32 px, 2 at 64 px)
+        "sana_pixel_tiny": dict(type="sana", in_channels=3, sample_size=32, patch_size=4,
+                                num_layers=3, num_attention_heads=3, attention_head_dim=32,
+                                cond_dim=96, align_block=1, pooled_cond=True),
+        "sana_pixel_small": dict(type="sana", in_channels=3, sample_size=64, patch_size=2,
+                                 num_layers=12, num_attention_heads=6, attention_head_dim=64,
+                                 cond_dim=384, align_block=4, pooled_cond=True),
+    }  # fmt: skip
 
     type: str = "sana"  # 'sana' | 'sd3'
     pretrained: str | None = None  # local diffusers folder (model or pipeline with transformer/)

@@ -11,6 +11,11 @@ A root class may name a TOML in `DEFAULT_CONFIG` (a `ClassVar`): it is the run u
 an embedded default is visible in a file, and a run given `--config X` starts from the neutral
 dataclass defaults, never from another run's settings.
 
+A section class may offer named blocks of values in `PRESETS` (a `ClassVar` dict): `preset =
+"NAME"` in that section applies the block, and the section's other keys override it (so four
+TOMLs share one decoder description instead of pasting it). The resolved config spells out
+every value, so a saved config never depends on a preset's later edits.
+
 Left out on purpose: config inheritance between TOMLs, interpolation, environment variables.
 """
 
@@ -148,9 +153,29 @@ def _section_defaults(cls: type) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _expand_presets(cls: type, table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Replace each section's `preset = NAME` (classes with a `PRESETS` table and no `preset`
+    field) by the named block of values under the section's own keys, in every nested section,
+    before any defaults are merged in (so a preset overrides defaults and loses to the TOML)."""
+    fields = _fields(cls)
+    presets = getattr(cls, "PRESETS", None)
+    if presets and "preset" in table and "preset" not in fields:
+        name, key = table["preset"], f"{prefix}.preset" if prefix else "preset"
+        name = name.raw if isinstance(name, _CliValue) else name
+        if not isinstance(name, str) or name not in presets:
+            raise ConfigError(f"{key}: unknown preset {name!r} (one of {sorted(presets)})")
+        table = _merge(presets[name], {k: v for k, v in table.items() if k != "preset"})
+    out = dict(table)
+    for k, v in table.items():
+        if k in fields and _is_dataclass_type(fields[k]) and isinstance(v, dict):
+            out[k] = _expand_presets(fields[k], v, f"{prefix}.{k}" if prefix else k)
+    return out
+
+
 def _build(cls: type[T], table: dict[str, Any], prefix: str = "") -> T:
     fields = _fields(cls)
     defaults = _section_defaults(cls)
+    table = _expand_presets(cls, table, prefix)
     kwargs = {}
     for k, v in table.items():
         key = f"{prefix}.{k}" if prefix else k

@@ -12,6 +12,7 @@ Left out on purpose: MetaQueries' 24-layer size (depth is a config value).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -21,6 +22,11 @@ from unimodal.queries import sincos_1d
 
 @dataclass
 class ConnectorConfig:
+    PRESETS: ClassVar[dict[str, dict[str, int]]] = {
+        "tiny": dict(depth=1, width=64, heads=4),  # the CPU default (configs/gen_tiny.toml)
+        "small": dict(depth=4, width=384, heads=6),  # beside the `sana_pixel_small` decoder
+    }
+
     depth: int = 2
     width: int = 256
     heads: int = 4

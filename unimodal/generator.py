@@ -20,6 +20,7 @@ Left out on purpose: device placement and logging (the training loop does that).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
@@ -186,8 +187,13 @@ class Generator(nn.Module):
         images: list[list] | None = None,
         ref: torch.Tensor | None = None,
         image_guidance: float | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Images (B, 3, H, W) in [-1, 1] for `texts` at the chosen scale's resolution.
+
+        Noise: one generator seeded `seed` draws the whole batch; `seeds` (one per row) instead
+        draws row i from its own generator seeded `seeds[i]`, so a row's image does not depend
+        on the batch around it (`seeds=[s]` equals `seed=s` for one prompt).
 
         Editing: `images` puts each row's source image in the backbone context and `ref`
         (B, 3, H, W) gives it as reference latents; with both, dual guidance combines the
@@ -206,6 +212,11 @@ class Generator(nn.Module):
         stacked, refs, weights = guidance_branches(cond, null, ref_k, guidance, image_guidance)
         latent = res // self.vae.downsample
         shape = (cond.shape[0], self.decoder.in_channels, latent, latent)
+        noise = None
+        if seeds is not None:
+            if len(seeds) != shape[0]:
+                raise ValueError(f"seeds: {len(seeds)} seeds for {shape[0]} prompts")
+            noise = torch.cat([_noise(shape[1:], s, device) for s in seeds])  # (B, C, h, w)
 
         def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             out = self.decoder(x, sigma, stacked, ref=refs)[0]
@@ -219,6 +230,7 @@ class Generator(nn.Module):
             shift=sc.shift,
             weights=weights,
             generator=torch.Generator(device=device).manual_seed(seed),
+            noise=noise,
             device=device,
         )
         return self.vae.decode(x0).clamp(-1, 1)
@@ -237,3 +249,9 @@ class Generator(nn.Module):
         absent = sorted(want - set(state))
         if absent:
             raise ValueError(f"generator weights: missing keys {absent[:5]}")
+
+
+def _noise(shape: Sequence[int], seed: int, device: torch.device) -> torch.Tensor:
+    """One row of start noise (1, *shape), drawn from its own generator seeded `seed`."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return torch.randn((1, *shape), generator=gen, device=device)

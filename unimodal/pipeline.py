@@ -5,6 +5,11 @@
 and `dir/generator.safetensors` (the trained weights, EMA when training kept one). A folder that
 holds only a backbone (e.g. `runs/mllm_tiny/final`) gives a chat-only pipeline.
 
+Seeds: image j of one `generate` / `edit` call (prompt-major, `num_images` per prompt) starts
+from noise drawn with seed `seed + j` alone, so it is the image that a call for that image
+alone with seed `seed + j` gives, whatever else is in the batch (up to float rounding of
+batched matrix products; pixel-equal on the CPU).
+
 `pipe.session()` keeps a multi-turn conversation with its images: "now make the circle blue"
 after "draw a red circle" edits the last image, and chat questions see every earlier image.
 """
@@ -80,13 +85,19 @@ class Pipeline:
         guidance: float | None = None,
         seed: int = 0,
         num_images: int = 1,
+        seeds: list[int] | None = None,
     ) -> list[Image.Image]:
-        """Text-to-image at the model's trained resolution; returns PIL images."""
+        """Text-to-image at the model's trained resolution; returns PIL images.
+
+        Image j is drawn from seed `seed + j`, or from `seeds[j]` when `seeds` is given.
+        """
         if self.generator is None:
             raise ValueError("this pipeline has no generator (the folder holds only a backbone)")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         prompts = [p for p in prompts for _ in range(num_images)]
-        return to_pil(self.generator.generate(prompts, steps=steps, guidance=guidance, seed=seed))
+        seeds = list(range(seed, seed + len(prompts))) if seeds is None else list(seeds)
+        out = self.generator.generate(prompts, steps=steps, guidance=guidance, seeds=seeds)
+        return to_pil(out)
 
     def edit(
         self,
@@ -99,7 +110,8 @@ class Pipeline:
         seed: int = 0,
         num_images: int = 1,
     ) -> list[Image.Image]:
-        """Edit `image` by `instruction`; the output has the model's trained resolution."""
+        """Edit `image` by `instruction` at the model's trained resolution; image j is drawn
+        from seed `seed + j`."""
         gen = self.generator
         if gen is None or not gen.cfg.edit:
             raise ValueError("this model cannot edit (train it with gen.edit = true)")
@@ -115,7 +127,7 @@ class Pipeline:
             steps=steps,
             guidance=text_guidance,
             image_guidance=image_guidance,
-            seed=seed,
+            seeds=list(range(seed, seed + num_images)),
         )
         return to_pil(out)
 
