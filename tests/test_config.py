@@ -88,10 +88,10 @@ def test_section_presets_apply_under_the_tomls_own_keys(tmp_path):
     from unimodal.train.gen_config import GenTrainConfig
 
     toml = tmp_path / "run.toml"
-    toml.write_text('[gen.decoder]\npreset = "sana_pixel_small"\nnum_layers = 2\n')
+    toml.write_text('[gen.decoder]\npreset = "sana_pixel_small"\nnum_layers = 6\n')
     cfg = load_config(GenTrainConfig, ["--config", str(toml), "--gen.connector.preset=small"])
     d, c = cfg.gen.decoder, cfg.gen.connector
-    assert (d.num_layers, d.cond_dim, d.sample_size, d.pooled_cond) == (2, 384, 64, True)
+    assert (d.num_layers, d.cond_dim, d.sample_size, d.pooled_cond) == (6, 384, 64, True)
     assert (c.depth, c.width, c.heads) == (4, 384, 6)
     assert "preset" not in to_toml(cfg).split("[gen.decoder]")[1].split("[")[0]  # spelled out
     with pytest.raises(ConfigError, match=r"gen.decoder.preset: unknown preset 'huge' \(one of"):

@@ -1,24 +1,24 @@
 """What the server accepts: `ServeConfig` (every limit, set from the command line) and the checks.
 
-Each check raises `ApiError` with an HTTP status and a message that names the field, the value
-and the limit, so bad input always ends as a clear 4xx answer and never reaches the model.
-Uploaded images are checked from their header (size, megapixels, aspect ratio) before any pixel
-is decoded, which also stops decompression bombs.
+Each check raises `ApiError` with an HTTP status and a message that names the field and the
+limit, so bad input always ends as a clear 4xx answer and never reaches the model. Messages
+quote at most a short prefix of a bad value (`short`), and `error_body` makes every message
+encodable (a lone surrogate becomes `\\ud800`) and bounded in length.
 
-Left out on purpose: authentication and rate limiting per client (put a proxy in front).
+Left out on purpose: rate limiting per client (put a proxy in front).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 import re
-import warnings
 from dataclasses import dataclass
-from typing import Any
 
 from PIL import Image
+
+QUOTE_CHARS = 40  # how much of a bad value an error message quotes
+MESSAGE_CHARS = 1000  # longest error message
 
 
 @dataclass
@@ -27,22 +27,27 @@ class ServeConfig:
 
     model: str = ""  # model folder (Pipeline.from_pretrained)
     model_name: str = "unimodal"  # the id clients pass as `model`
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # on loopback only Host headers naming loopback are accepted
     port: int = 8000
     device: str = ""  # "" picks cuda when available
+    api_key: str = ""  # required as `Authorization: Bearer KEY` on /v1 (env UNIMODAL_API_KEY)
+    allowed_origins: str = ""  # comma-separated origins given CORS and cross-site POSTs
+    allowed_hosts: str = ""  # comma-separated extra Host names accepted on loopback
     max_body_bytes: int = 16 << 20  # whole request body (JSON or multipart)
     max_image_bytes: int = 8 << 20  # one encoded image (upload or data URL)
     max_image_side: int = 4096  # pixels, either side
-    max_megapixels: float = 16.0
+    max_megapixels: float = 16.0  # of one image, from its header (before decoding)
     max_aspect_ratio: float = 20.0  # longer side / shorter side
+    max_decode_bytes: int = 64 << 20  # decoded pixels of one request's images together
+    max_decode_bytes_total: int = 256 << 20  # decoded pixels held by all requests at once
     max_images_per_chat: int = 8
     max_messages: int = 64
-    max_chat_chars: int = 32000  # all text parts of a conversation together
+    max_chat_chars: int = 32000  # all text of a conversation (or a completion prompt)
     max_prompt_chars: int = 2000  # image prompts and edit instructions
     max_tokens: int = 1024  # upper bound for a request's max_tokens
-    default_max_tokens: int = 256
+    default_max_tokens: int = 256  # chat; /v1/completions defaults to 16 as OpenAI's does
     max_temperature: float = 2.0
-    max_n: int = 4  # images per request
+    max_n: int = 4  # images or choices per request
     max_steps: int = 100
     default_steps: int = 0  # 0: the model's own sampler default
     max_guidance: float = 20.0
@@ -50,10 +55,12 @@ class ServeConfig:
     max_batch: int = 8  # images in one batched pipeline call
     batch_window_ms: int = 10  # how long the worker waits to fill a batch
     max_queue: int = 64  # queued jobs; more gives 429
+    retry_after_s: int = 1  # the Retry-After of a 429
     disconnect_poll_s: float = 0.1  # how often a waiting request checks for its client
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_image_bytes", "max_image_side", "max_n", "max_batch"):
+        positive = ("max_body_bytes", "max_image_bytes", "max_image_side", "max_n", "max_batch")
+        for name in (*positive, "max_decode_bytes", "max_decode_bytes_total"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 1 <= self.default_max_tokens <= self.max_tokens:
@@ -66,19 +73,45 @@ class ApiError(Exception):
     """An error answer: HTTP status, a message for people, an OpenAI-style type and param."""
 
     def __init__(
-        self, status: int, message: str, param: str | None = None, kind: str | None = None
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        kind: str | None = None,
+        headers: dict[str, str] | None = None,
     ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
         self.kind = kind or ("invalid_request_error" if status < 500 else "server_error")
+        self.headers = headers
+
+
+def safe_text(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """`text` cut to `limit` characters, lone surrogates written as escapes (always UTF-8)."""
+    cut = text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def short(value: object, limit: int = QUOTE_CHARS) -> str:
+    """A bad value for an error message: quoted, at most `limit` characters of it."""
+    text = value if isinstance(value, str) else repr(value)
+    more = f"… ({len(text)} characters)" if len(text) > limit else ""
+    return "'" + safe_text(text[:limit], limit) + "'" + more
 
 
 def error_body(status: int, message: str, param: str | None = None, kind: str | None = None):
-    """The JSON body of every error answer (OpenAI's shape)."""
+    """The JSON body of every error answer (OpenAI's shape), always encodable and bounded."""
     kind = kind or ("invalid_request_error" if status < 500 else "server_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": status}}
+    param = None if param is None else safe_text(param, 100)
+    return {"error": {"message": safe_text(message), "type": kind, "param": param, "code": status}}
+
+
+def busy(message: str, cfg: ServeConfig) -> ApiError:
+    """A 429 that tells the client when to try again."""
+    headers = {"Retry-After": str(cfg.retry_after_s)}
+    return ApiError(429, f"server busy: {message}; retry later", None, "rate_limit_error", headers)
 
 
 def check_range(name: str, value: float | None, low: float, high: float) -> None:
@@ -95,6 +128,16 @@ def check_text(name: str, text: str, limit: int) -> str:
     return text
 
 
+def check_unicode(name: str, text: str) -> str:
+    """Refuse text that is not valid Unicode (a lone surrogate such as JSON's "\\ud800")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        at = f"at character {e.start}"
+        raise ApiError(400, f"{name} is not valid Unicode (a lone surrogate {at})", name) from None
+    return text
+
+
 def check_reserved(name: str, text: str, reserved: re.Pattern | None) -> None:
     """Refuse the tokenizer's control tokens (`<|im_start|>`, `<|image_pad|>`, ...) in user text:
     they would forge turns or image slots that the prompt does not have."""
@@ -102,18 +145,24 @@ def check_reserved(name: str, text: str, reserved: re.Pattern | None) -> None:
         raise ApiError(400, f"{name} contains the reserved token {m[0]!r}", name)
 
 
-def reserved_pattern(tokenizer: Any) -> re.Pattern | None:
-    """One regex for every added (special) token of `tokenizer`, None when it has none."""
+def reserved_pattern(tokens: list[str]) -> re.Pattern | None:
+    """One regex for `tokens` (longest first), None when there are none."""
+    tokens = sorted({t for t in tokens if t.strip()}, key=len, reverse=True)
+    return re.compile("|".join(re.escape(t) for t in tokens)) if tokens else None
+
+
+def added_tokens(tokenizer: object) -> list[str]:
+    """Every added (special) token of a Hugging Face tokenizer."""
     added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-    tokens = sorted({t.content for t in added.values() if t.content.strip()}, key=len)
-    return re.compile("|".join(re.escape(t) for t in reversed(tokens))) if tokens else None
+    return [t.content for t in added.values()]
 
 
 def check_model(cfg: ServeConfig, model: str | None) -> None:
     if model is not None and model != cfg.model_name:
         raise ApiError(
             404,
-            f"unknown model '{model}'; this server serves '{cfg.model_name}' (see GET /v1/models)",
+            f"unknown model {short(model)}; this server serves '{cfg.model_name}' "
+            "(see GET /v1/models)",
             "model",
             "model_not_found",
         )
@@ -125,7 +174,9 @@ def parse_size(cfg_size: int, size: str | None) -> None:
         return
     m = re.fullmatch(r"\s*(\d{1,6})\s*[xX]\s*(\d{1,6})\s*", size)
     if m is None:
-        raise ApiError(400, f"size must look like '{cfg_size}x{cfg_size}', got '{size}'", "size")
+        raise ApiError(
+            400, f"size must look like '{cfg_size}x{cfg_size}', got {short(size)}", "size"
+        )
     w, h = int(m[1]), int(m[2])
     if (w, h) != (cfg_size, cfg_size):
         raise ApiError(
@@ -133,67 +184,18 @@ def parse_size(cfg_size: int, size: str | None) -> None:
         )
 
 
-def decode_image(data: bytes, cfg: ServeConfig, param: str = "image") -> Image.Image:
-    """Bytes of an encoded image -> RGB PIL image, within the configured limits."""
-    if not data:
-        raise ApiError(400, f"{param}: the file is empty", param)
-    if len(data) > cfg.max_image_bytes:
-        raise ApiError(
-            413, f"{param}: {len(data)} bytes; the limit is {cfg.max_image_bytes}", param
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            check_image_size(w, h, cfg, param)
-            img.load()
-            return img.convert("RGB")
-    except ApiError:
-        raise
-    except Exception as e:  # PIL raises many kinds (a bomb warning is an Exception too)
-        raise ApiError(400, f"{param}: not a decodable image ({type(e).__name__})", param) from None
+FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}  # output_format -> PIL format
 
 
-def check_image_size(w: int, h: int, cfg: ServeConfig, param: str) -> None:
-    if w < 1 or h < 1:
-        raise ApiError(400, f"{param}: image has no pixels ({w}x{h})", param)
-    if max(w, h) > cfg.max_image_side:
-        raise ApiError(
-            400, f"{param}: {w}x{h} px; the limit is {cfg.max_image_side} px a side", param
-        )
-    if w * h > cfg.max_megapixels * 1e6:
-        raise ApiError(
-            400,
-            f"{param}: {w * h / 1e6:.1f} megapixels; the limit is {cfg.max_megapixels:g}",
-            param,
-        )
-    if max(w, h) / min(w, h) > cfg.max_aspect_ratio:
-        raise ApiError(
-            400, f"{param}: aspect ratio {w}x{h} exceeds {cfg.max_aspect_ratio:g}:1", param
-        )
-
-
-def decode_data_url(url: str, cfg: ServeConfig, param: str) -> Image.Image:
-    """`data:image/...;base64,...` -> image; the server fetches nothing from the network."""
-    if not url.startswith("data:"):
-        raise ApiError(
-            400, f"{param}: only data: URLs are supported (the server fetches nothing)", param
-        )
-    head, comma, payload = url.partition(",")
-    if not comma or not head.endswith(";base64"):
-        raise ApiError(400, f"{param}: expected data:image/<type>;base64,<data>", param)
-    if len(payload) > cfg.max_image_bytes * 4 // 3 + 4:
-        raise ApiError(413, f"{param}: image larger than {cfg.max_image_bytes} bytes", param)
-    try:
-        data = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(400, f"{param}: invalid base64 data", param) from None
-    return decode_image(data, cfg, param)
+def encode_image(img: Image.Image, fmt: str = "png", compression: int | None = None) -> str:
+    """PIL image -> base64 text (the `b64_json` field) in `fmt`; `compression` 0-100 (JPEG /
+    WebP: 100 - quality) as OpenAI's `output_compression`."""
+    buf = io.BytesIO()
+    kw = {} if fmt == "png" or compression is None else {"quality": 100 - compression}
+    img.save(buf, format=FORMATS[fmt], **kw)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def encode_png(img: Image.Image) -> str:
-    """PIL image -> base64 PNG text (the `b64_json` field)."""
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    """PIL image -> base64 PNG text."""
+    return encode_image(img, "png")
