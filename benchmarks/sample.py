@@ -120,15 +120,15 @@ def variants(args: argparse.Namespace, device: torch.device) -> dict[str, Option
 
 def tasks(args: argparse.Namespace, cfg, size: int, device: torch.device) -> dict[str, tuple]:
     """task -> (edit, prompts, source images, stacked reference images) for `args.batch` items."""
-    from unimodal.data import edit_sample, render
-    from unimodal.gendata import GenData, to_tensor
+    from unimodal.data import edit_sample, render, to_pixels
+    from unimodal.gendata import GenData
 
     b, seed = args.batch, cfg.train.seed
     data = GenData(cfg.data, size, seed)
     texts = [data[i].text for i in range(b)]
     sources = [render(edit_sample(seed, i).source, size) for i in range(b)]
     edits = [edit_sample(seed, i).instruction for i in range(b)]
-    ref = torch.stack([to_tensor(im) for im in sources]).to(device)
+    ref = torch.stack([to_pixels(im) for im in sources]).to(device)
     out = {"t2i": (False, texts, None, None)}
     if args.edit:
         out["edit"] = (True, edits, [[im] for im in sources], ref)

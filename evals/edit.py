@@ -13,8 +13,7 @@ from pathlib import Path
 
 import torch
 
-from unimodal.data import check_scene, edit_sample, render
-from unimodal.gendata import to_tensor
+from unimodal.data import check_scene, edit_sample, render, to_pixels
 from unimodal.grid import save_grid, to_pil
 
 HELD_OUT_SEED = 2_000_003
@@ -62,7 +61,7 @@ def evaluate_edit(
     for s in range(0, n, batch_size):
         batch = pairs[s : s + batch_size]
         sources = [render(p.source, size) for p in batch]
-        ref = torch.stack([to_tensor(im) for im in sources])
+        ref = torch.stack([to_pixels(im) for im in sources])
         imgs = generator.generate(
             [p.instruction for p in batch],
             images=[[im] for im in sources],
@@ -73,7 +72,7 @@ def evaluate_edit(
             seed=s,
         ).cpu()
         for p, src, img in zip(batch, sources, imgs):
-            target = to_tensor(render(p.target, size))[None]
+            target = to_pixels(render(p.target, size))[None]
             success = check_scene(img, p.target).ok
             ok[p.kind].append(int(success))
             psnr, ssim = preservation(img[None], target, region_mask(p.region, size))

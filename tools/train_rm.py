@@ -69,13 +69,12 @@ def attach_judge(run: loop.Run, backbone: Backbone, cfg: RMConfig):
     if cfg.stage == "rl" and cfg.rl.init:
         spec = replace(load_head(backbone, cfg.rl.init, j.name), name=j.name, style=j.style)
         run.acc.print(f"judge head initialised from {cfg.rl.init}")
+        params = backbone.lora_parameters(j.name)
+        for p in params:
+            p.data = p.data.float()  # fp32 head weights even on a bf16 base
+        backbone.set_lora(j.name)
     else:
-        spec = j
-        backbone.add_lora(j.name, j.r, j.alpha, 0.0, j.target_modules)
-    params = backbone.lora_parameters(j.name)
-    for p in params:
-        p.data = p.data.float()  # fp32 head weights even on a bf16 base
-    backbone.set_lora(j.name)
+        spec, params = j, backbone.add_head(j)  # fp32 weights, switched on
     return spec, params
 
 

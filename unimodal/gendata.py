@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unimodal.data import CATEGORIES, edit_sample, render, sample_prompt
+from unimodal.data import CATEGORIES, edit_sample, render, sample_prompt, to_pixels
 
 BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
 
@@ -40,12 +40,6 @@ class GenDataConfig:
         for c in self.categories:
             if c not in CATEGORIES:
                 raise ValueError(f"data.categories: unknown '{c}'; choose from {list(CATEGORIES)}")
-
-
-def to_tensor(image) -> torch.Tensor:
-    """PIL RGB -> (3, H, W) float in [-1, 1]."""
-    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(arr).permute(2, 0, 1)
 
 
 @dataclass
@@ -77,10 +71,10 @@ class GenData:
         if rng.random() < self.cfg.edit_fraction:
             pair = edit_sample(self.seed, index)
             source = render(pair.source, self.size)
-            return GenSample(pair.instruction, to_tensor(render(pair.target, self.size)), source)
+            return GenSample(pair.instruction, to_pixels(render(pair.target, self.size)), source)
         category = self.categories[int(rng.integers(len(self.categories)))]
         text, _, scene = sample_prompt(rng, category)
-        return GenSample(text, to_tensor(render(scene, self.size)))
+        return GenSample(text, to_pixels(render(scene, self.size)))
 
 
 def batch_inputs(gen, samples: list[GenSample]):
@@ -93,7 +87,7 @@ def batch_inputs(gen, samples: list[GenSample]):
     if has_source:
         ref = torch.stack(
             [
-                to_tensor(s.source) if s.source is not None else torch.zeros_like(s.pixels)
+                to_pixels(s.source) if s.source is not None else torch.zeros_like(s.pixels)
                 for s in samples
             ]
         )

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoraHeadConfig:
     """One LoRA head on the shared backbone (the `[head]` section of the reasoning tools)."""
 

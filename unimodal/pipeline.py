@@ -26,7 +26,7 @@ from PIL import Image
 
 from unimodal.backbone import Backbone, Message, check_model_dir
 from unimodal.config import from_dict, read_toml
-from unimodal.gendata import to_tensor
+from unimodal.data import to_pixels
 from unimodal.generator import Generator, GenModelConfig
 from unimodal.grid import to_pil
 
@@ -119,7 +119,7 @@ class Pipeline:
             raise ValueError("edit instruction is empty")
         size = gen.cfg.resolutions[-1]
         src = image.convert("RGB").resize((size, size), Image.BICUBIC)
-        ref = to_tensor(src)[None].repeat(num_images, 1, 1, 1)
+        ref = to_pixels(src)[None].repeat(num_images, 1, 1, 1)
         out = gen.generate(
             [instruction] * num_images,
             images=[[src]] * num_images,

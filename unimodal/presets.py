@@ -217,20 +217,6 @@ def build_backbone(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> 
     return out
 
 
-@dataclass
-class ModelConfig:
-    """Which backbone a tool uses: a local Hugging Face folder, or an offline preset."""
-
-    path: str = ""  # a local HF folder; empty builds the offline `preset` backbone
-    preset: str = "tiny"
-
-    def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(
-                f"model.preset: unknown '{self.preset}'; choose one of {sorted(PRESETS)}"
-            )
-
-
 def ensure_backbone(path: str, preset: str, cache_root: str | Path = "runs/backbones") -> Path:
     """`path` when given; otherwise the `preset` backbone, built once under `cache_root`."""
     if path:

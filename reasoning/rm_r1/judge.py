@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from reasoning.rm_r1.prompts import STYLES, PromptStyle, judge_messages
 from reasoning.rm_r1.verdict import Verdict, parse_verdict
 from unimodal.backbone import Backbone, Message
+from unimodal.lora_heads import LoraHeadConfig
 from unimodal.sampling import sample
 
 PairInput = tuple[str | Sequence[Message], str, str]  # (prompt or conversation, A, B)
@@ -33,16 +34,15 @@ class Judgement:
 
 
 @dataclass(frozen=True)
-class HeadSpec:
-    """A judge head: LoRA shape and prompt style (saved next to its weights; a config section)."""
+class HeadSpec(LoraHeadConfig):
+    """A judge head: the shared LoRA-head config plus the prompt style (saved next to its
+    weights; the `[judge]` config section)."""
 
     name: str = "judge"  # the LoRA head's name on the shared backbone
-    r: int = 16
-    alpha: int = 32
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     style: str = "instruct"  # instruct (chain of rubrics) | distilled
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.style not in STYLES:
             raise ValueError(f"judge.style: unknown '{self.style}' ({' | '.join(STYLES)})")
 
@@ -115,7 +115,7 @@ def load_head(backbone: Backbone, folder: str | Path, name: str | None = None) -
     spec = read_spec(p)
     name = name or spec.name
     if name not in backbone.lora_names:
-        backbone.add_lora(name, spec.r, spec.alpha, 0.0, spec.target_modules)
+        backbone.add_lora(name, spec.r, spec.alpha, spec.dropout, spec.target_modules)
     state = load_file(str(p / "judge_lora.safetensors"))
     if name != spec.name:
         state = {k.replace(f".{spec.name}.", f".{name}."): v for k, v in state.items()}
