@@ -67,3 +67,10 @@ def test_backbone_dtype_is_a_config_error():
 
     with pytest.raises(ConfigError, match="model.dtype: unknown 'fp8'"):
         load_config(GenTrainConfig, ["--model.dtype=fp8"])
+
+
+def test_azr_bad_dtype_is_a_config_error_not_a_key_error():
+    from reasoning.azr.train_config import AZRTrainConfig
+
+    with pytest.raises(ConfigError, match="model.dtype: unknown 'fp16'"):
+        load_config(AZRTrainConfig, ["--model.dtype=fp16"])

@@ -41,3 +41,13 @@ def test_stage0_smoke_writes_and_resumes(tmp_path, tiny_backbone_dir, capsys):
     changed = [k for k in w2 if not torch.equal(w2[k], w3[k])]
     assert changed, "the resumed step did not update any weight"
     assert (out / "final" / "config.json").is_file()
+
+
+def test_chunk_chars_reaches_the_code_corpus():
+    """`data.chunk_chars` was read nowhere (the corpus was always cut at 600 characters)."""
+    from tools.train_mllm import CONFIG, make_data
+
+    short = make_data(load_config(CONFIG, ["--data.chunk_chars=120"]))
+    long = make_data(load_config(CONFIG, ["--data.chunk_chars=2000"]))
+    assert len(short.code) > 3 * len(long.code)
+    assert max(len(c) for c in short.code) < max(len(c) for c in long.code)

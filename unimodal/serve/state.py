@@ -1,13 +1,16 @@
 """What every route shares: the pipeline, the limits, the worker, and waiting for a job.
 
 `await_job` submits a job and waits for it while watching the client: a client that hangs up
-before the worker reaches its job cancels the job, so abandoned requests cost no model time.
+before the worker reaches its job cancels the job, so abandoned requests cost no model time;
+one that hangs up while its job runs sets the job's `cancel` event (text jobs stop between
+tokens; an image call that has started runs to its end).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,8 +18,11 @@ from typing import Any
 
 from fastapi import Request
 
-from unimodal.serve.limits import ApiError, ServeConfig, reserved_pattern
+from unimodal.serve.imaging import DecodeBudget, ImageDecoder
+from unimodal.serve.limits import ServeConfig, added_tokens, busy, reserved_pattern
 from unimodal.serve.worker import Job, QueueFull, Worker
+
+VISION = re.compile(r"image|video|vision")  # tokens that need pixel inputs
 
 
 @dataclass
@@ -26,10 +32,19 @@ class ServerState:
     worker: Worker
     started: float = field(default_factory=time.time)
 
+    def __post_init__(self) -> None:
+        self.budget = DecodeBudget(self.cfg.max_decode_bytes_total)
+
     @cached_property
     def reserved(self) -> re.Pattern | None:
         """The tokenizer's control tokens, refused in user text (see `limits.check_reserved`)."""
-        return reserved_pattern(getattr(self.pipe.backbone, "tokenizer", None))
+        return reserved_pattern(added_tokens(getattr(self.pipe.backbone, "tokenizer", None)))
+
+    @cached_property
+    def vision_tokens(self) -> re.Pattern | None:
+        """The control tokens that stand for pixels, refused in raw completion prompts."""
+        tokens = added_tokens(getattr(self.pipe.backbone, "tokenizer", None))
+        return reserved_pattern([t for t in tokens if VISION.search(t)])
 
     @property
     def image_size(self) -> int | None:
@@ -43,8 +58,24 @@ class ServerState:
         trained = gen is not None and bool(getattr(gen.cfg, "edit", False))
         return trained and callable(getattr(self.pipe, "edit", None))
 
+    @cached_property
+    def keep_pixels(self) -> int:
+        """Pixels of an input image that the model uses at most (the processor's max_pixels,
+        or the generator's square for edits, whichever is larger)."""
+        proc = getattr(getattr(self.pipe.backbone, "processor", None), "image_processor", None)
+        size = getattr(proc, "size", None)
+        most = getattr(proc, "max_pixels", None) or getattr(size, "longest_edge", None)
+        if most is None and isinstance(size, dict):
+            most = size.get("longest_edge") or size.get("max_pixels")
+        most = int(most or 1 << 20)
+        return max(most, (self.image_size or 0) ** 2)
+
+    def decoder(self) -> ImageDecoder:
+        """An image decoder for one request, within the per-request and shared budgets."""
+        return ImageDecoder(self.cfg, self.budget, self.keep_pixels)
+
     def capabilities(self) -> list[str]:
-        caps = ["chat.completions"]
+        caps = ["chat.completions", "completions"]
         if self.image_size is not None:
             caps.append("images.generations")
         if self.can_edit:
@@ -60,15 +91,22 @@ def server_state(request: Request) -> ServerState:
     return request.app.state.server
 
 
+def request_id(request: Request) -> str:
+    return request.scope.get("request_id", "req-unknown")
+
+
 def submit(state: ServerState, job: Job) -> Job:
     try:
         return state.worker.submit(job)
     except QueueFull as e:
-        raise ApiError(429, f"server busy: {e}; retry later", kind="rate_limit_error") from None
+        raise busy(str(e), state.cfg) from None
 
 
-async def await_job(request: Request, state: ServerState, job: Job) -> Any:
-    """Submit `job`, then wait for its result; raises `ClientGone` if the client hangs up."""
+async def await_job(
+    request: Request, state: ServerState, job: Job, cancel: threading.Event | None = None
+) -> Any:
+    """Submit `job`, then wait for its result; raises `ClientGone` if the client hangs up
+    (after setting `cancel`, which a running text job checks between tokens)."""
     submit(state, job)
     fut = asyncio.wrap_future(job.future)
     try:
@@ -77,6 +115,8 @@ async def await_job(request: Request, state: ServerState, job: Job) -> Any:
             if done:
                 return fut.result()
             if await request.is_disconnected():
+                if cancel is not None:
+                    cancel.set()
                 raise ClientGone()
     finally:
         job.future.cancel()  # no effect once the worker has started (or finished) it
