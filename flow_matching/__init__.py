@@ -4,6 +4,7 @@ Conventions (diffusers): ``x_sigma = (1 - sigma) * x0 + sigma * noise``, the net
 ``noise - x0``, sigma = 1 is pure noise. Latents are always the VAE's normalised latents.
 """
 
+from flow_matching._loading import BuildError
 from flow_matching.decoder import Decoder, DecoderConfig, apply_train_mode, build_decoder
 from flow_matching.guidance import NullCondition, drop_condition
 from flow_matching.loss import (
@@ -22,10 +23,18 @@ from flow_matching.sampler import (
     sample,
 )
 from flow_matching.timesteps import FlowMatchingConfig, sample_sigmas, shift_sigma, sigma_schedule
-from flow_matching.vae import VAE, DiffusersVAE, IdentityVAE, VAEConfig, build_vae
+from flow_matching.vae import (
+    VAE,
+    DiffusersVAE,
+    IdentityVAE,
+    VAEConfig,
+    build_vae,
+    downsample_factor,
+)
 
 __all__ = [
     "VAE",
+    "BuildError",
     "Decoder",
     "DecoderConfig",
     "DiffusersVAE",
@@ -41,6 +50,7 @@ __all__ = [
     "cfg_weights",
     "denoising_loss",
     "drop_condition",
+    "downsample_factor",
     "dual_guidance_weights",
     "flow_matching_loss",
     "guidance_branches",

@@ -21,7 +21,7 @@ import torch
 from diffusers import SanaTransformer2DModel, SD3Transformer2DModel
 from torch import nn
 
-from flow_matching._loading import resolve_pretrained
+from flow_matching._loading import BuildError, resolve_pretrained, widen_input
 from flow_matching.sana import pooled_offset, run_sana, sana_kwargs, sana_widths
 from flow_matching.sd3 import check_sd3_grid, pooled_projection, run_sd3, sd3_kwargs, sd3_widths
 
@@ -58,7 +58,8 @@ class DecoderConfig:
     type: str = "sana"  # 'sana' | 'sd3'
     pretrained: str | None = None  # local diffusers folder (model or pipeline with transformer/)
     in_channels: int = 4  # latent channels (= out channels)
-    ref_channels: int = 0  # extra input channels for reference latents (editing), concatenated
+    ref_channels: int = 0  # extra input channels for reference latents (editing), concatenated;
+    # a pretrained decoder gets them with zero-initialised weights
     sample_size: int = 32  # latent side the model is built for (positional tables)
     patch_size: int = 2
     num_layers: int = 2
@@ -98,11 +99,6 @@ class DecoderConfig:
                 raise ValueError(f"decoder.{name}: must be >= 1, got {getattr(self, name)}")
         if self.ref_channels < 0:
             raise ValueError(f"decoder.ref_channels: must be >= 0, got {self.ref_channels}")
-        if self.pretrained is not None and self.ref_channels:
-            raise ValueError(
-                "decoder.ref_channels: reference channels need a decoder built from config "
-                "(a pretrained patch embedding has a fixed input width)"
-            )
         if self.pretrained is None and self.sample_size % self.patch_size:
             raise ValueError(
                 f"decoder.patch_size: {self.patch_size} does not divide "
@@ -153,7 +149,7 @@ class Decoder(nn.Module):
         self.pooled_proj = pooled_projection(transformer) if self.type == "sd3" else None
         num_blocks = len(transformer.transformer_blocks)
         if align_block is not None and not 0 <= align_block < num_blocks:
-            raise ValueError(
+            raise BuildError(
                 f"decoder.align_block: {align_block} is not a block index in [0, {num_blocks})"
             )
         self.align_block = align_block
@@ -171,11 +167,11 @@ class Decoder(nn.Module):
         return gh * gw
 
     def validate_grid(self, latent_hw: tuple[int, int]) -> None:
-        """Raise ``ValueError`` if the latent grid cannot be patchified by this model."""
+        """Raise ``BuildError`` if the latent grid cannot be patchified by this model."""
         h, w = latent_hw
         p = self.patch_size
         if h % p or w % p:
-            raise ValueError(
+            raise BuildError(
                 f"decoder.patch_size: {p} does not divide the latent grid {h}x{w}; "
                 f"use a resolution whose latent side is a multiple of {p}"
             )
@@ -277,8 +273,10 @@ def apply_train_mode(transformer: Transformer, cfg: DecoderConfig) -> None:
         transformer.add_adapter(lora)
 
 
-def build_decoder(cfg: DecoderConfig) -> Decoder:
-    """Build from config (from scratch) or load ``cfg.pretrained``, then apply ``cfg.train_mode``."""
+def build_decoder(cfg: DecoderConfig, weights: bool = True) -> Decoder:
+    """Build from config (from scratch) or load ``cfg.pretrained``, then apply ``cfg.train_mode``.
+    ``weights=False`` builds a pretrained folder's architecture from its config alone (for
+    callers that load every weight afterwards)."""
     cfg.validate()
     cls = DECODER_CLASSES[cfg.type]
     if cfg.pretrained is None:
@@ -287,8 +285,14 @@ def build_decoder(cfg: DecoderConfig) -> Decoder:
         folder, subfolder = resolve_pretrained(
             cfg.pretrained, "transformer", "decoder.pretrained", (cls.__name__,)
         )
-        transformer = cls.from_pretrained(folder, subfolder=subfolder, local_files_only=True)
+        kw = dict(subfolder=subfolder, local_files_only=True)
+        if weights:
+            transformer = cls.from_pretrained(folder, **kw)
+        else:
+            transformer = cls.from_config(cls.load_config(folder, **kw))
     if cfg.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     apply_train_mode(transformer, cfg)
+    if cfg.pretrained is not None and cfg.ref_channels:  # after: the new input always trains
+        widen_input(transformer, cfg.ref_channels)
     return Decoder(transformer, align_block=cfg.align_block, pooled_cond=cfg.pooled_cond)

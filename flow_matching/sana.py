@@ -18,6 +18,8 @@ import torch
 from diffusers import SanaTransformer2DModel
 from torch import nn
 
+from flow_matching._loading import BuildError
+
 if TYPE_CHECKING:
     from flow_matching.decoder import DecoderConfig
 
@@ -38,7 +40,7 @@ def sana_widths(transformer: SanaTransformer2DModel) -> tuple[int, float]:
     """(condition width Dc, timestep scale): SANA feeds ``1000 * timestep_scale * sigma``."""
     c = transformer.config
     if c.guidance_embeds:
-        raise ValueError(
+        raise BuildError(
             "decoder.pretrained: guidance-embedding (SANA-Sprint) models are unsupported"
         )
     return c.caption_channels, 1000.0 * c.timestep_scale

@@ -19,6 +19,8 @@ import torch
 from diffusers import SD3Transformer2DModel
 from torch import nn
 
+from flow_matching._loading import BuildError
+
 if TYPE_CHECKING:
     from flow_matching.decoder import DecoderConfig
 
@@ -50,10 +52,10 @@ def pooled_projection(transformer: SD3Transformer2DModel) -> nn.Linear | None:
 
 
 def check_sd3_grid(transformer: SD3Transformer2DModel, h: int, w: int) -> None:
-    """Raise ``ValueError`` if a latent of ``h x w`` needs more positions than the model has."""
+    """Raise ``BuildError`` if a latent of ``h x w`` needs more positions than the model has."""
     p, max_side = transformer.config.patch_size, transformer.config.pos_embed_max_size
     if max(h, w) // p > max_side:
-        raise ValueError(
+        raise BuildError(
             f"decoder.pos_embed_max_size: latent grid {h}x{w} needs {max(h, w) // p} "
             f"positions per side, the model has {max_side}"
         )

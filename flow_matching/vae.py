@@ -11,7 +11,9 @@ loss, sampler) sees normalised latents only. Pixels are in [-1, 1].
 Left out: per-channel ``latents_mean`` / ``latents_std`` normalisation, tiling and slicing.
 """
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from diffusers import AutoencoderDC, AutoencoderKL
@@ -20,6 +22,8 @@ from torch import nn
 from flow_matching._loading import resolve_pretrained
 
 VAE_CLASSES = {"kl": AutoencoderKL, "dc": AutoencoderDC}
+MIN_FACTOR = {"identity": 1, "kl": 8, "dc": 32}  # every released KL VAE / DC-AE downsamples
+# at least this much (DC-AE: f32, f64, f128)
 
 
 @dataclass
@@ -42,6 +46,22 @@ class VAEConfig:
             raise ValueError(
                 f"vae.path: required for vae.type {self.type!r} (a local diffusers folder)"
             )
+
+
+def downsample_factor(cfg: VAEConfig) -> int:
+    """The VAE's spatial factor from its config.json alone (no weights are read): what
+    ``build_vae(cfg).downsample`` will be; the smallest factor of its kind when the folder
+    cannot be read (yet)."""
+    if cfg.type == "identity" or not cfg.path:
+        return MIN_FACTOR[cfg.type]
+    for file in (Path(cfg.path) / "config.json", Path(cfg.path) / "vae" / "config.json"):
+        if not file.is_file():
+            continue
+        c = json.loads(file.read_text())
+        blocks = c.get("block_out_channels" if cfg.type == "kl" else "encoder_block_out_channels")
+        if blocks:
+            return 2 ** (len(blocks) - 1)
+    return MIN_FACTOR[cfg.type]
 
 
 class IdentityVAE(nn.Module):

@@ -139,3 +139,61 @@ def test_control_tokens_in_user_text_are_refused(bb):
         with pytest.raises(ValueError, match="reserved control token"):
             bb.chat([{"role": "user", "content": text}])
     assert "<|vision_start|>" in bb.reserved_tokens
+
+
+def test_stop_tokens_include_the_generation_config_ones(tmp_path, tiny_backbone_dir):
+    """Qwen2.5-VL's generation_config.json lists [<|im_end|>, <|endoftext|>]; an int works too."""
+    import json
+    import shutil
+
+    folder = tmp_path / "bb"
+    shutil.copytree(tiny_backbone_dir, folder)
+    tok = Backbone.from_pretrained(tiny_backbone_dir).tokenizer
+    im_end, eot = (tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>"))
+    for listed, want in (([im_end, eot], {im_end, eot}), (7, {im_end, 7})):
+        (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": listed}))
+        assert set(Backbone.from_pretrained(folder).eos_token_ids) == want
+
+
+QWEN25_TEMPLATE = (  # the shape of Qwen2.5-Instruct's template (tool branches left out)
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a "
+    "helpful assistant.<|im_end|>\\n' }}{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if (message.role == 'user') or (message.role == 'system' and not loop.first) or "
+    "(message.role == 'assistant') %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
+    "{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def text_bb(tmp_path_factory, tiny_backbone_dir):
+    """A tiny text-only Qwen2 causal LM folder whose template concatenates strings."""
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    folder = tmp_path_factory.mktemp("text") / "qwen2"
+    tok = AutoTokenizer.from_pretrained(tiny_backbone_dir)
+    tok.chat_template = QWEN25_TEMPLATE
+    cfg = Qwen2Config(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, eos_token_id=tok.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return Backbone.from_pretrained(folder).freeze()
+
+
+def test_text_only_backbone_takes_list_content_and_refuses_images(text_bb):
+    assert not text_bb.is_vlm
+    parts = [{"type": "text", "text": "Hello"}, {"type": "text", "text": "there"}]
+    flat = text_bb.render([{"role": "user", "content": "Hello\nthere"}])
+    assert text_bb.render([{"role": "user", "content": parts}]) == flat
+    assert isinstance(text_bb.chat([{"role": "user", "content": parts}], max_new_tokens=2), str)
+    for image in ({"type": "image"}, {"type": "image_url", "image_url": {"url": "x"}}):
+        msgs = [{"role": "user", "content": [image, {"type": "text", "text": "what is it?"}]}]
+        with pytest.raises(ValueError, match="text-only"):
+            text_bb.render(msgs)

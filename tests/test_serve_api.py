@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -34,11 +35,13 @@ CFG = ServeConfig(
     max_queue=2,
 )
 CHAT, GEN, EDIT = "/v1/chat/completions", "/v1/images/generations", "/v1/images/edits"
+LOCAL = "http://127.0.0.1"  # the server is bound to loopback: only loopback Host headers pass
+CAPS = ["chat.completions", "completions", "images.generations", "images.edits"]
 
 
 @pytest.fixture(scope="module")
 def client(serve_pipe):
-    with TestClient(create_app(serve_pipe, CFG)) as c:
+    with TestClient(create_app(serve_pipe, CFG), base_url=LOCAL) as c:
         yield c
 
 
@@ -50,7 +53,7 @@ def user(*parts, text: str = "what is this?") -> dict:
 def test_health_models_and_openapi(client):
     h = client.get("/health").json()
     assert h["status"] == "ok" and h["model"] == "unimodal"
-    assert h["capabilities"] == ["chat.completions", "images.generations", "images.edits"]
+    assert h["capabilities"] == CAPS
     assert h["limits"]["image_size"] == 32 and h["limits"]["max_steps"] == 4
     models = client.get("/v1/models").json()
     assert [m["id"] for m in models["data"]] == ["unimodal"] and models["object"] == "list"
@@ -61,7 +64,8 @@ def test_health_models_and_openapi(client):
 
 def test_chat_with_an_image_matches_the_pipeline(client, serve_pipe):
     img = png_bytes((40, 30))
-    r = client.post(CHAT, json={"model": "unimodal", "messages": [user(data_url(img))]})
+    req = {"model": "unimodal", "messages": [user(data_url(img))], "temperature": 0}
+    r = client.post(CHAT, json=req)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["object"] == "chat.completion" and body["model"] == "unimodal"
@@ -86,7 +90,7 @@ def test_chat_with_an_image_matches_the_pipeline(client, serve_pipe):
 
 
 def test_chat_stream_is_sse_and_equals_the_plain_answer(client):
-    req = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 6}
+    req = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 6, "seed": 4}
     plain = client.post(CHAT, json=req).json()["choices"][0]["message"]["content"]
     stream = {**req, "stream": True, "stream_options": {"include_usage": True}}
     with client.stream("POST", CHAT, json=stream) as r:
@@ -131,15 +135,15 @@ PNG = png_bytes()
 JSON = {"content-type": "application/json"}
 BAD = [  # (path, request kwargs, status, fragment of the message)
     (CHAT, {"content": b'{"messages": [', "headers": JSON}, 400, "malformed JSON"),
-    (CHAT, {"json": {}}, 422, "messages: Field required"),
-    (CHAT, {"json": {"messages": []}}, 422, "messages"),
-    (CHAT, {"json": {"messages": "hi"}}, 422, "messages"),
-    (CHAT, {"json": {"messages": [{"role": "robot", "content": "x"}]}}, 422, "role"),
-    (CHAT, {"json": {"messages": [{"role": "user", "content": [{"type": "audio"}]}]}}, 422, "tag"),
-    (CHAT, {"json": {"messages": [user()], "max_tokens": 0}}, 422, "max_tokens"),
+    (CHAT, {"json": {}}, 400, "messages: Field required"),
+    (CHAT, {"json": {"messages": []}}, 400, "messages"),
+    (CHAT, {"json": {"messages": "hi"}}, 400, "messages"),
+    (CHAT, {"json": {"messages": [{"role": "robot", "content": "x"}]}}, 400, "role"),
+    (CHAT, {"json": {"messages": [{"role": "user", "content": [{"type": "audio"}]}]}}, 400, "tag"),
+    (CHAT, {"json": {"messages": [user()], "max_tokens": 0}}, 400, "max_tokens"),
     (CHAT, {"json": {"messages": [user()], "max_tokens": 33}}, 400, "max_tokens must lie in"),
     (CHAT, {"json": {"messages": [user()], "temperature": 5}}, 400, "temperature"),
-    (CHAT, {"json": {"messages": [user()], "n": 2}}, 422, "n:"),
+    (CHAT, {"json": {"messages": [user()], "n": 4}}, 400, "n must lie in [1, 3]"),
     (CHAT, {"json": {"messages": [user()], "model": "gpt-4o"}}, 404, "unknown model 'gpt-4o'"),
     (CHAT, {"json": {"messages": [user()] * 7}}, 400, "7 messages; the limit is 6"),
     (CHAT, {"json": {"messages": [user(text="x" * 501)]}}, 400, "501 characters"),
@@ -152,7 +156,7 @@ BAD = [  # (path, request kwargs, status, fragment of the message)
         400,
         "base64,<data>",
     ),
-    (CHAT, {"json": {"messages": [user(data_url(b"hello"))]}}, 400, "not a decodable image"),
+    (CHAT, {"json": {"messages": [user(data_url(b"hello"))]}}, 400, "not a decodable PNG"),
     (CHAT, {"json": {"messages": [user(data_url(PNG[:60]))]}}, 400, "not a decodable image"),
     (CHAT, {"json": {"messages": [user(data_url(png_bytes((300, 100))))]}}, 400, "px a side"),
     (CHAT, {"json": {"messages": [user(data_url(png_bytes((120, 120))))]}}, 400, "megapixels"),
@@ -168,34 +172,34 @@ BAD = [  # (path, request kwargs, status, fragment of the message)
         400,
         "reserved token",
     ),
-    (GEN, {"json": {"n": 1}}, 422, "prompt: Field required"),
-    (GEN, {"json": {"prompt": ""}}, 422, "prompt"),
+    (GEN, {"json": {"n": 1}}, 400, "prompt: Field required"),
+    (GEN, {"json": {"prompt": ""}}, 400, "prompt"),
     (GEN, {"json": {"prompt": "   "}}, 400, "prompt is empty"),
     (GEN, {"json": {"prompt": "x" * 101}}, 400, "101 characters; the limit is 100"),
-    (GEN, {"json": {"prompt": 7}}, 422, "valid string"),
-    (GEN, {"json": {"prompt": "a", "n": 0}}, 422, "n:"),
+    (GEN, {"json": {"prompt": 7}}, 400, "valid string"),
+    (GEN, {"json": {"prompt": "a", "n": 0}}, 400, "n:"),
     (GEN, {"json": {"prompt": "a", "n": 4}}, 400, "n must lie in [1, 3]"),
-    (GEN, {"json": {"prompt": "a", "n": "two"}}, 422, "n:"),
-    (GEN, {"json": {"prompt": "a", "steps": 0}}, 422, "steps"),
+    (GEN, {"json": {"prompt": "a", "n": "two"}}, 400, "n:"),
+    (GEN, {"json": {"prompt": "a", "steps": 0}}, 400, "steps"),
     (GEN, {"json": {"prompt": "a", "steps": 5}}, 400, "steps must lie in [1, 4]"),
-    (GEN, {"json": {"prompt": "a", "guidance": -1}}, 422, "guidance"),
+    (GEN, {"json": {"prompt": "a", "guidance": -1}}, 400, "guidance"),
     (GEN, {"json": {"prompt": "a", "guidance": 11}}, 400, "guidance must lie in [0, 10]"),
     (GEN, {"json": {"prompt": "a", "seed": 1001}}, 400, "seed must lie"),
     (GEN, {"json": {"prompt": "a", "seed": 10**30}}, 400, "seed must lie"),
     (GEN, {"json": {"prompt": "a", "size": "big"}}, 400, "size must look like '32x32'"),
     (GEN, {"json": {"prompt": "a", "size": "64x64"}}, 400, "this model draws 32x32"),
     (GEN, {"json": {"prompt": "a", "response_format": "url"}}, 400, "'url' is not supported"),
-    (GEN, {"json": {"prompt": "a", "response_format": "png"}}, 422, "response_format"),
+    (GEN, {"json": {"prompt": "a", "response_format": "png"}}, 400, "response_format"),
     (GEN, {"json": {"prompt": "a", "model": "dall-e-3"}}, 404, "unknown model"),
-    (GEN, {"content": b"[1, 2]", "headers": JSON}, 422, "body"),
+    (GEN, {"content": b"[1, 2]", "headers": JSON}, 400, "body"),
     (GEN, {"content": b"x" * 300_000}, 413, "larger than 200000 bytes"),
-    (EDIT, {"data": {"prompt": "blue"}}, 422, "image: Field required"),
-    (EDIT, {"files": {"image": ("a.png", PNG, "image/png")}}, 422, "prompt: Field required"),
+    (EDIT, {"data": {"prompt": "blue"}}, 400, "image: send exactly one image file"),
+    (EDIT, {"files": {"image": ("a.png", PNG, "image/png")}}, 400, "prompt: Field required"),
     (
         EDIT,
         {"files": {"image": ("a.txt", b"text", "text/plain")}, "data": {"prompt": "b"}},
         400,
-        "not a decodable image",
+        "not a decodable PNG",
     ),
     (
         EDIT,
@@ -203,11 +207,11 @@ BAD = [  # (path, request kwargs, status, fragment of the message)
         400,
         "empty",
     ),
-    (EDIT, {"data": {"image": "not a file", "prompt": "b"}}, 422, "image"),
+    (EDIT, {"data": {"image": "not a file", "prompt": "b"}}, 400, "image"),
     (
         EDIT,
         {"files": {"image": ("a.png", PNG, "image/png")}, "data": {"prompt": "b", "n": "x"}},
-        422,
+        400,
         "n:",
     ),
     (
@@ -234,7 +238,7 @@ BAD = [  # (path, request kwargs, status, fragment of the message)
         400,
         "px a side",
     ),
-    (EDIT, {"json": {"prompt": "b"}}, 422, "image"),
+    (EDIT, {"json": {"prompt": "b"}}, 400, "prompt"),
 ]
 
 
@@ -257,7 +261,7 @@ def test_unknown_routes_methods_and_chunked_oversize_bodies(client):
     assert r.status_code == 413 and "larger than" in r.json()["error"]["message"]
 
 
-def test_full_queue_gives_429_and_unexpected_errors_a_500(client, serve_pipe, monkeypatch):
+def test_full_queue_gives_429_and_unexpected_errors_a_500(client, serve_pipe, monkeypatch, caplog):
     worker = client.app.state.server.worker
     release = block(worker)
     from unimodal.serve.worker import Job
@@ -267,11 +271,16 @@ def test_full_queue_gives_429_and_unexpected_errors_a_500(client, serve_pipe, mo
             worker.submit(Job(None, lambda p: [None]))
         r = client.post(GEN, json={"prompt": "a"})
         assert r.status_code == 429 and "server busy" in r.json()["error"]["message"]
+        assert r.headers["retry-after"] == "1"
     finally:
         release.set()
-    monkeypatch.setattr(serve_pipe, "chat", lambda *a, **k: 1 / 0)
-    r = client.post(CHAT, json={"messages": [user()]})
-    assert r.status_code == 500 and "ZeroDivisionError" in r.json()["error"]["message"]
+    monkeypatch.setattr(serve_pipe, "generate", lambda *a, **k: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="unimodal.serve"):
+        r = client.post(GEN, json={"prompt": "a"})
+    assert r.status_code == 500, r.text
+    msg, rid = r.json()["error"]["message"], r.headers["x-request-id"]
+    assert msg.startswith("internal error") and rid in msg and "ZeroDivision" not in msg
+    assert rid in caplog.text and "ZeroDivisionError" in caplog.text  # the traceback is logged
     monkeypatch.undo()
     assert client.get("/health").json()["status"] == "ok"
     assert client.post(CHAT, json={"messages": [user()]}).status_code == 200
@@ -287,11 +296,12 @@ def test_a_chat_only_folder_serves_chat_and_refuses_images(tiny_backbone_dir):
     from unimodal.pipeline import Pipeline
 
     pipe = Pipeline.from_pretrained(tiny_backbone_dir, device="cpu")
-    with TestClient(create_app(pipe, CFG)) as c:
-        assert c.get("/v1/models").json()["data"][0]["capabilities"] == ["chat.completions"]
+    with TestClient(create_app(pipe, CFG), base_url=LOCAL) as c:
+        caps = c.get("/v1/models").json()["data"][0]["capabilities"]
+        assert caps == ["chat.completions", "completions"]
         assert c.post(CHAT, json={"messages": [user(data_url(PNG))]}).status_code == 200
         r = c.post(GEN, json={"prompt": "a red circle"})
-        assert r.status_code == 501 and "no image generator" in r.json()["error"]["message"]
+        assert r.status_code == 400 and "no image generator" in r.json()["error"]["message"]
         files = {"image": ("a.png", PNG, "image/png")}
         r = c.post(EDIT, files=files, data={"prompt": "blue"})
-        assert r.status_code == 501 and "chat only" in r.json()["error"]["message"]
+        assert r.status_code == 400 and "chat only" in r.json()["error"]["message"]

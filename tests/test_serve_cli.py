@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import httpx
@@ -89,3 +90,13 @@ def test_serve_load_tool_prints_a_json_report(serve_pipe, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["bench"] == "serve_load" and report["statuses"] == {"200": 16}
     assert report["requests_per_s"] > 0 and report["p95_ms"] >= report["p50_ms"] > 0
+
+
+def test_serve_tool_help_lists_every_option():
+    out = subprocess.run(
+        [sys.executable, "tools/serve.py", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    for field in fields(ServeConfig):
+        assert f"--{field.name}=" in out.stdout
+    assert "Authorization: Bearer" in out.stdout and "UNIMODAL_API_KEY" in out.stdout

@@ -131,3 +131,17 @@ def test_a_client_that_hangs_up_cancels_its_queued_job(live):
     wait_until(lambda: worker.stats.cancelled == cancelled_before + 2 and worker.pending() == 0)
     assert worker.stats.jobs_run == run_before + 1  # only the blocking job ran
     assert httpx.get(f"{url}/health", timeout=10).json()["status"] == "ok"
+
+
+def test_a_client_that_hangs_up_stops_its_running_chat(serve_pipe):
+    cfg = ServeConfig(max_tokens=3000, disconnect_poll_s=0.05)
+    with serve_in_thread(create_app(serve_pipe, cfg)) as url:
+        long = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3000}
+        long |= {"seed": 0, "temperature": 1}  # about 12 s of decoding on two CPU cores
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/v1/chat/completions", json=long, timeout=0.5)
+        start = time.monotonic()
+        short = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        r = httpx.post(f"{url}/v1/chat/completions", json=short, timeout=60)
+        assert r.status_code == 200
+        assert time.monotonic() - start < 4.0  # the abandoned decode stopped between tokens

@@ -74,3 +74,21 @@ def test_azr_bad_dtype_is_a_config_error_not_a_key_error():
 
     with pytest.raises(ConfigError, match="model.dtype: unknown 'fp16'"):
         load_config(AZRTrainConfig, ["--model.dtype=fp16"])
+
+
+def test_time_budget_stops_checkpointed_and_complete(tmp_path):
+    """A run whose clock passes `time_budget_s` makes the step under way its last: logged,
+    checkpointed, and `complete` (so the tool exports and evaluates what it has)."""
+    tc = TrainConfig(out_dir=str(tmp_path), steps=10**6, batch_size=2, warmup_steps=0,
+                     log_every=10**5, save_every=10**5, time_budget_s=0.2)  # fmt: skip
+    run, _, seen = run_toy(tc)
+    assert run.stopped_by_budget and run.complete and 1 <= run.step < 500  # 1000 toy items
+    assert seen == [2 * i for i in range(run.step)]
+    assert [c.name for c in checkpoint.list_checkpoints(tmp_path)] == [f"step_{run.step:08d}"]
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [run.step]
+    off = TrainConfig(out_dir=str(tmp_path / "off"), steps=3, batch_size=2, warmup_steps=0)
+    run, _, _ = run_toy(off)  # 0 = no budget, however slow the clock
+    assert run.step == 3 and not run.stopped_by_budget
+    with pytest.raises(ValueError, match="train.time_budget_s: must be >= 0"):
+        TrainConfig(time_budget_s=-1)

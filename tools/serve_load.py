@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 
 from unimodal.config import ConfigError, load_config
+from unimodal.serve.limits import options_help
 from unimodal.serve.load import run_load, serve_in_thread
 
 
@@ -49,6 +50,9 @@ def main(cfg: LoadConfig) -> dict:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(f"{__doc__.strip()}\n\noptions:\n{options_help(LoadConfig)}")
+        raise SystemExit(0)
     try:
         main(load_config(LoadConfig, sys.argv[1:]))
     except ConfigError as e:

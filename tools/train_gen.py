@@ -16,6 +16,7 @@ a GenEval-shapes table (and an editing table for editing runs).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -106,15 +107,33 @@ def finish_gen(run: loop.Run, gen: Generator, ema: EMA | None, named: dict, cfg)
 
 
 def export_final(gen: Generator, cfg: GenTrainConfig, backbone_path: Path, out: Path) -> Path:
-    """Write OUT/final: trained weights + resolved config + the backbone folder it needs."""
+    """Write OUT/final: trained weights + resolved config + the backbone folder it needs.
+    The folders it reads (backbone, decoder, VAE, encoder) are recorded as absolute paths, so
+    it loads from any directory (they are not copied)."""
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in gen.trainable_state_dict().items()}
     save_file(state, out / "generator.safetensors")
-    (out / "config.toml").write_text(to_toml(cfg))
+    (out / "config.toml").write_text(to_toml(absolute_paths(cfg, backbone_path)))
     (out / "backbone.json").write_text(json.dumps({"path": str(backbone_path.resolve())}))
     return out
+
+
+def absolute_paths(cfg: GenTrainConfig, backbone_path: Path) -> GenTrainConfig:
+    """`cfg` with the backbone, decoder, VAE and encoder folders resolved to absolute paths."""
+
+    def absolute(path: str | None) -> str | None:
+        return str(Path(path).expanduser().resolve()) if path else path
+
+    g = cfg.gen
+    gen = replace(
+        g,
+        decoder=replace(g.decoder, pretrained=absolute(g.decoder.pretrained)),
+        vae=replace(g.vae, path=absolute(g.vae.path)),
+        encoder=replace(g.encoder, path=absolute(g.encoder.path)),
+    )
+    return replace(cfg, model=replace(cfg.model, path=str(backbone_path.resolve())), gen=gen)
 
 
 @torch.no_grad()

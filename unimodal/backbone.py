@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from unimodal.fsdp import block_names
 from unimodal.lora_heads import LoraHeads
 
 Message = dict[str, Any]
@@ -57,6 +58,18 @@ def check_model_dir(path: str | Path) -> Path:
     if missing:
         raise BackboneError(f"incomplete model folder {p}: missing {', '.join(missing)}")
     return p
+
+
+def text_message(message: Message, path: str | None = None) -> Message:
+    """`message` with list content (OpenAI-style parts) joined into one string, for text-only
+    templates; image parts are refused with a ValueError naming the model folder."""
+    content = message["content"]
+    if not isinstance(content, list):
+        return message
+    other = sorted({p.get("type", "text") for p in content} - {"text"})
+    if other:
+        raise ValueError(f"{path}: this backbone is text-only; it cannot take {other} parts")
+    return {**message, "content": "\n".join(p.get("text") or "" for p in content)}
 
 
 @dataclass
@@ -131,11 +144,20 @@ class Backbone(LoraHeads, nn.Module):
         return self.model.get_input_embeddings().weight.dtype
 
     @property
+    def _no_split_modules(self) -> list[str]:
+        """The blocks FSDP wraps (accelerate reads this when its config names no classes)."""
+        return block_names(self.model)
+
+    @property
     def eos_token_ids(self) -> list[int]:
+        """Ids that end an answer: the tokenizer's eos, `<|im_end|>` and the `eos_token_id` (an
+        int or a list) of the model's generation_config.json."""
         ids = {self.tokenizer.eos_token_id}
         im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
         if isinstance(im_end, int) and im_end != self.tokenizer.unk_token_id:
             ids.add(im_end)
+        listed = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids.update(listed if isinstance(listed, (list, tuple)) else [listed])
         return sorted(i for i in ids if i is not None)
 
     def freeze(self) -> Backbone:
@@ -158,11 +180,14 @@ class Backbone(LoraHeads, nn.Module):
                 raise ValueError(f"text contains the reserved control token {t}")
 
     def render(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
-        """Render a conversation with the model's chat template (control tokens in text refused)."""
+        """Render a conversation with the model's chat template (control tokens in text refused).
+        A text-only model's template takes strings: list content is joined to its text there."""
         for m in messages:
             parts = m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}]
             for part in parts:
                 self.check_text(part.get("text") or "")
+        if not self.is_vlm:
+            messages = [text_message(m, self.path) for m in messages]
         render = getattr(self.processor, "apply_chat_template", None)
         return render(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
 

@@ -7,10 +7,20 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from flow_matching import BuildError
 from unimodal.backbone import BackboneError
 from unimodal.config import ConfigError, load_config, to_toml
+from unimodal.encoders import EncoderError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, BackboneError, FileNotFoundError)
+# Raised for what the user chose (config, folders, data), before or while models are built;
+# any other exception is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    BackboneError,
+    BuildError,
+    EncoderError,
+    FileNotFoundError,
+)
 
 
 def run_tool(main: Callable[[Any], Any], config_cls: type, argv: list[str] | None = None) -> None:

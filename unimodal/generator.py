@@ -41,6 +41,7 @@ from unimodal.align import Projector, alignment_loss, resample_grid
 from unimodal.backbone import Backbone, Prompt
 from unimodal.connector import Connector
 from unimodal.encoders import build_encoder
+from unimodal.fsdp import block_names
 from unimodal.generator_config import GenModelConfig, check_grids
 from unimodal.queries import MultiScaleQueries, query_states, query_states_cached
 
@@ -49,9 +50,12 @@ __all__ = ["GenModelConfig", "Generator"]
 
 class Generator(nn.Module):
     """Everything the generation path trains, plus the frozen backbone, decoder and VAE (and
-    the frozen alignment encoder of `cfg.encoder` when `align_target = 'encoder'`)."""
+    the frozen alignment encoder of `cfg.encoder` when `align_target = 'encoder'`).
 
-    def __init__(self, cfg: GenModelConfig, backbone: Backbone):
+    `pretrained_weights=False` (loading a trained model): a pretrained decoder that trains in
+    full is built from its folder's config alone, as the trained state holds all its weights."""
+
+    def __init__(self, cfg: GenModelConfig, backbone: Backbone, pretrained_weights: bool = True):
         super().__init__()
         self.cfg = cfg
         self.backbone = backbone.freeze()
@@ -60,7 +64,8 @@ class Generator(nn.Module):
         dec_cfg = cfg.decoder
         if cfg.edit and cfg.edit_reference:  # reference latents enter as extra input channels
             dec_cfg = replace(dec_cfg, ref_channels=self.vae.latent_channels)
-        self.decoder = build_decoder(dec_cfg)
+        weights = pretrained_weights or dec_cfg.train_mode != "full"
+        self.decoder = build_decoder(dec_cfg, weights=weights)
         self.uses_reference = self.decoder.ref_channels > 0
         self.grids = check_grids(cfg, self.decoder, self.vae.downsample)
         width = backbone.hidden_size
@@ -76,6 +81,11 @@ class Generator(nn.Module):
         self.train_index = [
             k for k, s in enumerate(scales) if not cfg.train_scales or s in cfg.train_scales
         ]
+
+    @property
+    def _no_split_modules(self) -> list[str]:
+        """The blocks FSDP wraps: the backbone's layers and the decoder's transformer blocks."""
+        return block_names(self.backbone.model, self.decoder.transformer)
 
     def train(self, mode: bool = True) -> Generator:
         super().train(mode)

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flow_matching import Decoder, DecoderConfig, FlowMatchingConfig, SamplerConfig, VAEConfig
+from flow_matching import (
+    Decoder,
+    DecoderConfig,
+    FlowMatchingConfig,
+    SamplerConfig,
+    VAEConfig,
+    downsample_factor,
+)
+from unimodal.config import ConfigError
 from unimodal.connector import ConnectorConfig
 from unimodal.encoders import EncoderConfig
 from unimodal.queries import QueryConfig
@@ -63,6 +71,7 @@ class GenModelConfig:
                 f"gen.resolutions: {len(self.resolutions)} values for {len(scales)} query scales "
                 f"{scales}; give one resolution per scale"
             )
+        check_vae_factor(self.resolutions, scales, self.vae)
         for s in self.train_scales:
             if s not in scales:
                 raise ValueError(f"gen.train_scales: {s} is not one of queries.scales {scales}")
@@ -82,19 +91,32 @@ class GenModelConfig:
                 raise ValueError(f"gen.{name}: must be in [0, 1], got {getattr(self, name)}")
 
 
+def check_vae_factor(
+    resolutions: tuple[int, ...], scales: tuple[int, ...], vae: VAEConfig, factor: int = 0
+) -> None:
+    """Every resolution a multiple of the VAE's factor (read from its config.json when there is
+    one, so this runs before anything loads); the error names a valid choice for `scales`."""
+    factor = factor or downsample_factor(vae)
+    for r in resolutions:
+        if r % factor:
+            valid = ",".join(str(2 * s * factor) for s in scales)
+            raise ConfigError(
+                f"gen.resolutions: {r} px is not a multiple of the VAE factor {factor} "
+                f"(gen.vae.type = '{vae.type}'); use multiples of {factor}, e.g. "
+                f"--gen.resolutions=[{valid}] for the query scales {list(scales)}"
+            )
+
+
 def check_grids(cfg: GenModelConfig, decoder: Decoder, downsample: int) -> list[int]:
     """Token grid side per scale; errors name the scale / resolution that does not fit."""
+    check_vae_factor(cfg.resolutions, cfg.queries.scales, cfg.vae, downsample)
     grids = []
     for s, r in zip(cfg.queries.scales, cfg.resolutions):
-        if r % downsample:
-            raise ValueError(
-                f"gen.resolutions: {r} px is not a multiple of the VAE factor {downsample}"
-            )
         latent = r // downsample
         decoder.validate_grid((latent, latent))
         g = latent // decoder.patch_size
         if g % s and s % g:
-            raise ValueError(
+            raise ConfigError(
                 f"queries.scales: scale {s} does not divide the decoder token grid {g}x{g} at "
                 f"{r} px (nor the grid it); choose scales and resolutions that nest"
             )

@@ -56,7 +56,7 @@ class Pipeline:
             cfg = from_dict(GenModelConfig, table.get("gen", {}))
             backbone_dir = json.loads((p / "backbone.json").read_text())["path"]
             backbone = Backbone.from_pretrained(check_model_dir(backbone_dir), dtype=dtype)
-            gen = Generator(cfg, backbone)
+            gen = Generator(cfg, backbone, pretrained_weights=False)  # weights: just below
             gen.load_trainable_state_dict(load_file(p / "generator.safetensors"))
             gen.to(device).eval()
             return cls(backbone, gen)

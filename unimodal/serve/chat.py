@@ -1,41 +1,35 @@
-"""POST /v1/chat/completions: OpenAI's chat API over `Pipeline.chat`, plain or streamed (SSE).
+"""POST /v1/chat/completions: OpenAI's chat API over the backbone, plain or streamed (SSE).
 
 Images arrive as data URLs in `image_url` parts and become `{"type": "image"}` parts plus a PIL
-image each, the form `Pipeline.chat` takes. Streaming sends `chat.completion.chunk` objects as
-server-sent events and ends with `data: [DONE]`; a client that hangs up stops the decoding
-between pieces. Token counts in `usage` re-tokenise the text (close, not exact; image tokens
-are not counted).
+image each (decoded within the budgets of `unimodal.serve.imaging`), the form the chat template
+takes; `developer` messages are sent as `system`. Sampling follows OpenAI's defaults
+(temperature 1, top_p 1); `seed`, `stop`, `n` (choice i is sampled with seed + i; without a
+seed the server draws one), `logprobs` / `top_logprobs` are honoured (see
+`unimodal.serve.decoding`). Streaming sends `chat.completion.chunk` objects as server-sent
+events and ends with `data: [DONE]`; a client that hangs up stops the decoding between tokens,
+streamed or not. Token counts in `usage` are exact (image tokens included in the prompt's).
 
-Left out on purpose: n > 1, tools / function calling, logprobs, stop sequences.
+Left out on purpose: tools / function calling, JSON mode, audio, penalties (each is a 400).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import threading
+import secrets
 import time
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from PIL import Image
 
-from unimodal.serve.limits import (
-    ApiError,
-    ServeConfig,
-    check_model,
-    check_range,
-    check_reserved,
-    decode_data_url,
-)
-from unimodal.serve.schemas import ERRORS, ChatMessage, ChatRequest, ChatResponse
-from unimodal.serve.state import ServerState, await_job, server_state, submit
-from unimodal.serve.worker import Job
+from unimodal.serve.decoding import Finish, Piece, Sampling, TokenLogprob
+from unimodal.serve.imaging import ImageDecoder
+from unimodal.serve.limits import ApiError, ServeConfig, check_model, check_range, check_reserved
+from unimodal.serve.schemas import ERRORS, ChatMessage, ChatRequest, ChatResponse, Sampled
+from unimodal.serve.state import await_job, request_id, server_state, submit
+from unimodal.serve.textjob import TextJob, collect, events, sse, stream
 
 EVENT = {  # one server-sent event: data is a JSON chat.completion.chunk, or [DONE] at the end
     "type": "object",
@@ -46,17 +40,12 @@ SSE = {"content": {"text/event-stream": {"schema": EVENT}}}
 router = APIRouter(tags=["chat"])
 
 
-@dataclass
-class ChatJob:
-    messages: list[dict[str, Any]]
-    images: list[Image.Image]
-    max_tokens: int
-    temperature: float
-    stop: threading.Event = field(default_factory=threading.Event)
-
-
 def to_pipeline(
-    messages: list[ChatMessage], cfg: ServeConfig, reads_images: bool, reserved: re.Pattern | None
+    messages: list[ChatMessage],
+    cfg: ServeConfig,
+    reads_images: bool,
+    reserved: re.Pattern | None,
+    decoder: ImageDecoder,
 ) -> tuple[list[dict[str, Any]], list[Image.Image]]:
     """OpenAI messages -> (chat-template messages, their images in order), within the limits."""
     if len(messages) > cfg.max_messages:
@@ -67,9 +56,10 @@ def to_pipeline(
     images: list[Image.Image] = []
     chars = 0
     for i, m in enumerate(messages):
+        role = "system" if m.role == "developer" else m.role
         if isinstance(m.content, str):
             check_reserved(f"messages.{i}.content", m.content, reserved)
-            out.append({"role": m.role, "content": m.content})
+            out.append({"role": role, "content": m.content})
             chars += len(m.content)
             continue
         parts: list[dict[str, Any]] = []
@@ -86,9 +76,9 @@ def to_pipeline(
                 raise ApiError(
                     400, f"more than {cfg.max_images_per_chat} images in one request", where
                 )
-            images.append(decode_data_url(part.image_url.url, cfg, where))
+            images.append(decoder.data_url(part.image_url.url, where))
             parts.append({"type": "image"})
-        out.append({"role": m.role, "content": parts})
+        out.append({"role": role, "content": parts})
     if chars > cfg.max_chat_chars:
         raise ApiError(400, f"messages hold {chars} characters; the limit is {cfg.max_chat_chars}")
     if chars == 0 and not images:
@@ -96,85 +86,74 @@ def to_pipeline(
     return out, images
 
 
-def _count(pipe: Any, text: str) -> int:
-    return len(pipe.backbone.tokenizer(text, add_special_tokens=False)["input_ids"])
+def samplings(body: Sampled, cfg: ServeConfig, max_tokens: int, top: int | None) -> list[Sampling]:
+    """One `Sampling` per choice (`n`), checked against the limits; `top`: log-probs asked
+    for with that many alternatives (None: no log-probs)."""
+    check_range("temperature", body.temperature, 0, cfg.max_temperature)
+    check_range("n", body.n, 1, cfg.max_n)
+    check_range("seed", body.seed, 0, cfg.max_seed)
+    stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+    if any(not s for s in stop) or any(len(s) > 256 for s in stop):
+        raise ApiError(400, "stop: each sequence must have 1 to 256 characters", "stop")
+    seed = secrets.randbelow(cfg.max_seed + 1) if body.seed is None else body.seed
+    temperature = 1.0 if body.temperature is None else float(body.temperature)
+    top_p = 1.0 if body.top_p is None else float(body.top_p)
+    return [
+        Sampling(max_tokens, temperature, top_p, seed + i, stop, top is not None, top or 0)
+        for i in range(body.n)
+    ]
 
 
-def _usage(pipe: Any, job: ChatJob, answer: str) -> dict[str, int]:
-    prompt = _count(pipe, pipe.backbone.render(job.messages))
-    done = min(_count(pipe, answer), job.max_tokens)  # re-tokenising may split differently
+def chat_logprobs(tokens: list[TokenLogprob]) -> dict[str, Any]:
+    """Chat's `logprobs` object: {"content": [{token, logprob, bytes, top_logprobs}]}."""
+    content = [
+        {
+            "token": t.token,
+            "logprob": t.logprob,
+            "bytes": t.bytes,
+            "top_logprobs": [{"token": s, "bytes": b, "logprob": v} for s, b, v in t.top],
+        }
+        for t in tokens
+    ]
+    return {"content": content, "refusal": None}
+
+
+def _usage(finishes: list[Finish]) -> dict[str, int]:
+    prompt = finishes[0].prompt_tokens if finishes else 0
+    done = sum(f.completion_tokens for f in finishes)
     return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
 
 
-def _answer(pipe: Any, jobs: list[ChatJob]) -> list[tuple[str, dict[str, int]]]:
-    (job,) = jobs
-    text = pipe.chat(job.messages, job.images or None, False, job.max_tokens, job.temperature)
-    return [(text, _usage(pipe, job, text))]
+def _stream_response(job: TextJob, state: Any, rid: str, body: ChatRequest, release) -> Any:
+    created, model, logprobs = int(time.time()), state.cfg.model_name, bool(body.logprobs)
+    head = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
+    finishes: list[Finish] = []
 
+    def chunk(index: int, item: Piece | Finish) -> list[dict]:
+        if isinstance(item, Finish):
+            finishes.append(item)
+            choice = {"index": index, "delta": {}, "finish_reason": item.reason}
+            return [head | {"choices": [choice | {"logprobs": None}]}]
+        choice = {"index": index, "delta": {"content": item.text}, "finish_reason": None}
+        choice["logprobs"] = chat_logprobs(item.logprobs) if logprobs else None
+        return [head | {"choices": [choice]}]
 
-def _chunk(rid: str, created: int, model: str, delta: dict, finish: str | None = None) -> str:
-    choice = {"index": 0, "delta": delta, "finish_reason": finish}
-    body = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
-    return "data: " + json.dumps(body | {"choices": [choice]}) + "\n\n"
+    def end(extra: Any) -> list[dict]:
+        usage = body.stream_options and body.stream_options.include_usage
+        return [head | {"choices": [], "usage": _usage(finishes)}] if usage else []
 
+    work, q = stream(job, state.pipe.backbone, asyncio.get_running_loop(), rid)
+    submit(state, work)
 
-def _stream_job(
-    state: ServerState, job: ChatJob, loop: asyncio.AbstractEventLoop, q: asyncio.Queue
-) -> Job:
-    """A worker job that decodes piece by piece into `q`, stopping when `job.stop` is set."""
+    async def sent() -> Any:
+        for i in range(len(job.choices)):  # at once, before any model work
+            role = {"index": i, "delta": {"role": "assistant", "content": ""}}
+            yield sse(head | {"choices": [role | {"finish_reason": None, "logprobs": None}]})
+        async for event in events(job, work, q, chunk, end, release):
+            yield event
 
-    def push(item: tuple[str, Any]) -> None:
-        try:
-            loop.call_soon_threadsafe(q.put_nowait, item)
-        except RuntimeError:  # the event loop is gone: nobody is listening
-            job.stop.set()
-
-    def run(jobs: list[ChatJob]) -> list[None]:
-        try:
-            pieces = []
-            stream = state.pipe.chat(
-                job.messages, job.images or None, True, job.max_tokens, job.temperature
-            )
-            for piece in stream:
-                if job.stop.is_set():
-                    break
-                pieces.append(piece)
-                push(("piece", piece))
-            push(("end", _usage(state.pipe, job, "".join(pieces))))
-        except Exception as e:
-            push(("error", f"{type(e).__name__}: {e}"))
-            raise
-        return [None]
-
-    return Job(job, run)
-
-
-async def _events(
-    state: ServerState, job: ChatJob, work: Job, q: asyncio.Queue, usage: bool
-) -> AsyncIterator[str]:
-    rid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), state.cfg.model_name
-    try:
-        yield _chunk(rid, created, model, {"role": "assistant", "content": ""})
-        while True:
-            kind, value = await q.get()
-            if kind == "piece":
-                yield _chunk(rid, created, model, {"content": value})
-                continue
-            if kind == "error":
-                error = {"error": {"message": value, "type": "server_error", "code": 500}}
-                yield "data: " + json.dumps(error) + "\n\n"
-                break
-            finish = "length" if value["completion_tokens"] >= job.max_tokens else "stop"
-            yield _chunk(rid, created, model, {}, finish)
-            if usage:
-                body = {"id": rid, "object": "chat.completion.chunk", "created": created}
-                body |= {"model": model, "choices": [], "usage": value}
-                yield "data: " + json.dumps(body) + "\n\n"
-            break
-        yield "data: [DONE]\n\n"
-    finally:  # also on cancellation when the client disconnects
-        job.stop.set()
-        work.future.cancel()
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(sent(), media_type="text/event-stream", headers=headers)
 
 
 @router.post("/v1/chat/completions", response_model=ChatResponse, responses={**ERRORS, 200: SSE})
@@ -183,29 +162,40 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     state = server_state(request)
     cfg = state.cfg
     check_model(cfg, body.model)
-    max_tokens = body.max_completion_tokens or body.max_tokens or cfg.default_max_tokens
+    given = [t for t in (body.max_completion_tokens, body.max_tokens) if t is not None]
+    max_tokens = given[0] if given else cfg.default_max_tokens
     check_range("max_tokens", max_tokens, 1, cfg.max_tokens)
-    temperature = 0.0 if body.temperature is None else body.temperature
-    check_range("temperature", temperature, 0, cfg.max_temperature)
+    if body.top_logprobs and not body.logprobs:
+        raise ApiError(400, "top_logprobs needs logprobs: true", "top_logprobs")
+    top = (body.top_logprobs or 0) if body.logprobs else None
+    choices = samplings(body, cfg, int(max_tokens), top)
     reads_images = bool(getattr(state.pipe.backbone, "is_vlm", False))
-    messages, images = await asyncio.to_thread(  # image decoding off the event loop
-        to_pipeline, body.messages, cfg, reads_images, state.reserved
-    )
-    job = ChatJob(messages, images, int(max_tokens), float(temperature))
-    if body.stream:
-        q: asyncio.Queue = asyncio.Queue()
-        work = submit(state, _stream_job(state, job, asyncio.get_running_loop(), q))
-        usage = bool(body.stream_options and body.stream_options.include_usage)
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        events = _events(state, job, work, q, usage)
-        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-    work = Job(job, lambda jobs: _answer(state.pipe, jobs))
-    text, usage = await await_job(request, state, work)
-    finish = "length" if usage["completion_tokens"] >= job.max_tokens else "stop"
+    decoder, streaming = state.decoder(), False
+    try:
+        messages, images = await asyncio.to_thread(  # image decoding off the event loop
+            to_pipeline, body.messages, cfg, reads_images, state.reserved, decoder
+        )
+        body.messages = []  # drop the data URLs (here and in the parsed JSON that the request
+        (await request.json()).pop("messages", None)  # caches): a queued job keeps only the
+        # reduced images, and the raw body
+        backbone = state.pipe.backbone
+        prompts = lambda: [backbone.encode_chat([messages], [images])]  # noqa: E731
+        job = TextJob(prompts, [(0, sp) for sp in choices])
+        rid = f"chatcmpl-{request_id(request)}"
+        if body.stream:
+            response = _stream_response(job, state, rid, body, decoder.release)
+            streaming = True
+            return response
+        results, _ = await await_job(request, state, collect(job, backbone), job.cancel)
+    finally:
+        if not streaming:
+            decoder.release()
+    out = []
+    for i, c in enumerate(results):
+        lp = chat_logprobs(c.logprobs) if body.logprobs else None
+        msg = {"content": c.text}
+        out.append({"index": i, "message": msg, "finish_reason": c.finish.reason, "logprobs": lp})
+    usage = _usage([c.finish for c in results])
     return ChatResponse(
-        id=f"chatcmpl-{uuid.uuid4().hex}",
-        created=int(time.time()),
-        model=cfg.model_name,
-        choices=[{"index": 0, "message": {"content": text}, "finish_reason": finish}],
-        usage=usage,
+        id=rid, created=int(time.time()), model=cfg.model_name, choices=out, usage=usage
     )

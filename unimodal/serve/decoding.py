@@ -41,11 +41,12 @@ class Sampling:
 
 @dataclass
 class TokenLogprob:
-    """One token: its text, its UTF-8 bytes, its log-prob and the `top` alternatives."""
+    """One token: its text, its UTF-8 bytes, its log-prob (None for a prompt's first token)
+    and the `top` alternatives."""
 
     token: str
     bytes: list[int]
-    logprob: float
+    logprob: float | None
     top: list[tuple[str, list[int], float]] = field(default_factory=list)
 
 
@@ -179,11 +180,11 @@ def decode(
 
 
 @torch.no_grad()
-def prompt_logprobs(backbone: Backbone, prompt: Prompt, k: int) -> list[TokenLogprob | None]:
+def prompt_logprobs(backbone: Backbone, prompt: Prompt, k: int) -> list[TokenLogprob]:
     """Log-prob of each prompt token given the ones before it (None for the first), top `k`."""
     logits = backbone.logits(prompt)[0]  # (L, V)
     ids = prompt.input_ids[0].tolist()
-    out: list[TokenLogprob | None] = [None]
+    out = [TokenLogprob(*token_text(backbone.tokenizer, ids[0]), None)]
     for i in range(1, len(ids)):
         out.append(_info(backbone.tokenizer, logits[i - 1], ids[i], k))
     return out

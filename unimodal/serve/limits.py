@@ -11,6 +11,8 @@ Left out on purpose: rate limiting per client (put a proxy in front).
 from __future__ import annotations
 
 import base64
+import dataclasses
+import inspect
 import io
 import re
 from dataclasses import dataclass
@@ -38,7 +40,7 @@ class ServeConfig:
     max_image_side: int = 4096  # pixels, either side
     max_megapixels: float = 16.0  # of one image, from its header (before decoding)
     max_aspect_ratio: float = 20.0  # longer side / shorter side
-    max_decode_bytes: int = 64 << 20  # decoded pixels of one request's images together
+    max_decode_bytes: int = 100 << 20  # decoding one request's images (one 16 MP RGB image fits)
     max_decode_bytes_total: int = 256 << 20  # decoded pixels held by all requests at once
     max_images_per_chat: int = 8
     max_messages: int = 64
@@ -48,6 +50,7 @@ class ServeConfig:
     default_max_tokens: int = 256  # chat; /v1/completions defaults to 16 as OpenAI's does
     max_temperature: float = 2.0
     max_n: int = 4  # images or choices per request
+    max_completion_choices: int = 64  # prompts x n of one /v1/completions request
     max_steps: int = 100
     default_steps: int = 0  # 0: the model's own sampler default
     max_guidance: float = 20.0
@@ -67,6 +70,16 @@ class ServeConfig:
             raise ValueError("default_max_tokens must lie in [1, max_tokens]")
         if not 0 <= self.default_steps <= self.max_steps:
             raise ValueError("default_steps must lie in [0, max_steps]")
+
+
+def options_help(cls: type) -> str:
+    """One line per field of the dataclass `cls`: `--name=default`, and its source comment."""
+    comments = dict(re.findall(r"^\s+(\w+): [^#\n]*#\s*(.*)$", inspect.getsource(cls), re.M))
+    lines = []
+    for f in dataclasses.fields(cls):
+        flag = f"--{f.name}={f.default!r}" if f.default != "" else f"--{f.name}=..."
+        lines.append(f"  {flag:<34} {comments.get(f.name, '')}".rstrip())
+    return "\n".join(lines)
 
 
 class ApiError(Exception):

@@ -29,11 +29,12 @@ def find_surrogate(value: Any, path: str = "") -> str | None:
         except UnicodeEncodeError as e:
             return f"{path or 'body'} (at character {e.start})"
         return None
-    items = value.items() if isinstance(value, dict) else enumerate(value)
     if not isinstance(value, dict | list):
         return None
+    items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, item in items:
-        where = f"{path}.{key}" if path else str(key)
+        name = str(key)[:40].encode("utf-8", "backslashreplace").decode()  # quotable
+        where = f"{path}.{name}" if path else name
         if (bad := find_surrogate(key, where + " (a key)")) or (bad := find_surrogate(item, where)):
             return bad
     return None
@@ -186,6 +187,43 @@ class ChatResponse(BaseModel):
     choices: list[Choice]
     usage: Usage
     system_fingerprint: str | None = None
+
+
+class ImageRequest(Checked):
+    prompt: str = Field(min_length=1)
+    model: str | None = None
+    n: int = Field(1, ge=1, description="image i is drawn with seed + i")
+    size: str | None = Field(None, description='"WxH"; the model draws its trained size only')
+    response_format: Literal["b64_json", "url"] = "b64_json"
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+    output_compression: int | None = Field(None, ge=0, le=100, description="jpeg / webp")
+    quality: Literal["auto", "standard"] | None = Field(
+        None, description="one quality only (steps trade quality for time)"
+    )
+    background: Literal["auto", "opaque"] | None = None
+    user: str | None = Field(None, description="accepted, not used")
+    steps: int | None = Field(None, ge=1, description="sampler steps (our extension)")
+    guidance: float | None = Field(None, ge=0, description="classifier-free guidance scale")
+    seed: int = Field(0, ge=0, description="the same seed gives the same image, batched or not")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"prompt": "a red circle"}, {"prompt": "two triangles", "n": 2, "seed": 1}]
+        },
+    )
+
+
+class ImageData(BaseModel):
+    b64_json: str
+    revised_prompt: str | None = None
+
+
+class ImageResponse(BaseModel):
+    created: int
+    data: list[ImageData]
+    size: str
+    output_format: Literal["png", "jpeg", "webp"] = "png"
 
 
 class ModelCard(BaseModel):

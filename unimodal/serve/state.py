@@ -33,18 +33,16 @@ class ServerState:
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
+        """What the routes need from the tokenizer, read once here: the tokenizer is not safe to
+        use from another thread while the worker encodes with it."""
         self.budget = DecodeBudget(self.cfg.max_decode_bytes_total)
-
-    @cached_property
-    def reserved(self) -> re.Pattern | None:
-        """The tokenizer's control tokens, refused in user text (see `limits.check_reserved`)."""
-        return reserved_pattern(added_tokens(getattr(self.pipe.backbone, "tokenizer", None)))
-
-    @cached_property
-    def vision_tokens(self) -> re.Pattern | None:
-        """The control tokens that stand for pixels, refused in raw completion prompts."""
-        tokens = added_tokens(getattr(self.pipe.backbone, "tokenizer", None))
-        return reserved_pattern([t for t in tokens if VISION.search(t)])
+        tok = getattr(self.pipe.backbone, "tokenizer", None)
+        tokens = added_tokens(tok)
+        self.reserved = reserved_pattern(tokens)  # refused in chat text (`limits.check_reserved`)
+        vision = [t for t in tokens if VISION.search(t)]  # stand for pixels
+        self.vision_tokens = reserved_pattern(vision)  # refused in raw completion prompts
+        self.vision_ids = {tok.convert_tokens_to_ids(t) for t in vision} if tok else set()
+        self.vocab_size = len(tok) if tok is not None else 0
 
     @property
     def image_size(self) -> int | None:

@@ -56,6 +56,9 @@ class TrainConfig:
     resume: bool = True  # continue from the newest checkpoint in out_dir when there is one
     stop_at: int = 0  # stop (checkpointed) after this step, keeping the schedule of `steps`;
     # for time-limited jobs that are chained, 0 = run to `steps`
+    time_budget_s: float = 0.0  # wall-clock seconds from the run's start after which the step
+    # under way is the last one (checkpointed, and the run counts as complete: it exports and
+    # evaluates what it has); 0 = off
 
     @property
     def end_step(self) -> int:
@@ -75,6 +78,8 @@ class TrainConfig:
             raise ValueError(f"train.schedule: unknown '{self.schedule}' (cosine | constant)")
         if self.mixed_precision not in ("auto", "bf16", "fp16", "no"):
             raise ValueError(f"train.mixed_precision: unknown '{self.mixed_precision}'")
+        if self.time_budget_s < 0:
+            raise ValueError(f"train.time_budget_s: must be >= 0, got {self.time_budget_s}")
         for name in ("steps", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name}: must be >= 1, got {getattr(self, name)}")

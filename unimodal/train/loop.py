@@ -4,7 +4,7 @@
     loop.optimizer(run, params)                # AdamW + warm-up/cosine schedule
     loop.resume(run, load_weights)             # newest checkpoint: weights, optimizer, RNG
     model = loop.prepare(run, module)
-    for _ in loop.steps(run):                  # progress bar, stop_at, LR schedule
+    for _ in loop.steps(run):                  # progress bar, stop_at, time budget, LR schedule
         batch = loop.take(run, data)           # this process's share; position advances
         losses = loop.update(run, model, params, partial(model, batch))
         loop.log(run, losses)                  # every log_every: bar, TensorBoard, jsonl
@@ -71,11 +71,14 @@ class Run:
     sched: Any = None
     speed: Throughput = field(default_factory=Throughput)
     bar: Any = None
+    started: float = field(default_factory=time.perf_counter)  # for `train.time_budget_s`
+    stopped_by_budget: bool = False  # the time budget made the current / last step the last
 
     @property
     def complete(self) -> bool:
-        """The whole schedule ran (not only up to `stop_at`): time for export and evaluation."""
-        return self.step >= self.tc.steps
+        """The whole schedule ran (not only up to `stop_at`), or the time budget ended it: time
+        for export and evaluation."""
+        return self.step >= self.tc.steps or self.stopped_by_budget
 
     @property
     def main(self) -> bool:
@@ -173,17 +176,35 @@ def steps(run: Run) -> Iterator[int]:
     """Yield each step index up to `train.end_step` with a progress bar. The schedule moves to
     step i before step i's update (so a checkpoint saved during step i holds the schedule at i,
     and a run resumed after it moves it to i + 1). The bar shows the whole schedule, so a
-    chained `stop_at` job starts where the last one stopped."""
+    chained `stop_at` job starts where the last one stopped. With `train.time_budget_s`, a step
+    that starts after the budget is spent is the last one (logged and checkpointed as such)."""
     run.bar = _bar(run)
     try:
         while run.step < run.tc.end_step:
             if run.step > 0:
                 run.sched.step()
+            run.stopped_by_budget = _out_of_time(run)
             yield run.step
             run.step += 1
             run.bar.update(1)
+            if run.stopped_by_budget:
+                budget = run.tc.time_budget_s
+                run.acc.print(f"stopped by the time budget ({budget:g} s) after step {run.step}")
+                break
     finally:
         run.bar.close()
+
+
+def _out_of_time(run: Run) -> bool:
+    """Whether `train.time_budget_s` is spent (the main process's clock decides for all)."""
+    if run.tc.time_budget_s <= 0:
+        return False
+    over = [time.perf_counter() - run.started >= run.tc.time_budget_s]
+    if run.acc.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        over = broadcast_object_list(over)
+    return bool(over[0])
 
 
 def _bar(run: Run):
@@ -221,9 +242,9 @@ def update(
 
 def due(run: Run, every: int) -> bool:
     """Whether the step just finished (`run.step + 1`, inside the loop) is a multiple of `every`
-    or the last step of this job."""
+    or the last step of this job (its end, or the time budget's)."""
     done = run.step + 1
-    return (every > 0 and done % every == 0) or done == run.tc.end_step
+    return (every > 0 and done % every == 0) or done == run.tc.end_step or run.stopped_by_budget
 
 
 def log(run: Run, row: dict[str, float], show: Sequence[str] = ("loss",)) -> None:
