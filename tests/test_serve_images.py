@@ -19,6 +19,7 @@ import time
 import httpx
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -174,3 +175,13 @@ def test_generated_images_round_trip_as_base64(live):
     url, _ = live
     body = httpx.post(url + GEN, json={"prompt": "a", "steps": 1}, timeout=60).json()
     assert Image.open(io.BytesIO(base64.b64decode(body["data"][0]["b64_json"]))).size == (32, 32)
+
+
+def test_generator_seeds_give_each_row_its_own_noise(serve_pipe):
+    gen = serve_pipe.generator
+    one = gen.generate(["a red circle"], steps=1, seed=5)
+    assert torch.equal(gen.generate(["a red circle"], steps=1, seeds=[5]), one)  # as before
+    rows = gen.generate(["a blue square", "a red circle", "a red circle"], steps=1, seeds=[1, 5, 6])
+    assert torch.allclose(rows[1], one[0], atol=1e-4) and not torch.allclose(rows[2], one[0])
+    with pytest.raises(ValueError, match="seeds"):
+        gen.generate(["a", "b"], steps=1, seeds=[1])

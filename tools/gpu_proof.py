@@ -29,15 +29,15 @@ from benchmarks.proof.supervise import ROOT, Budget, run_command, run_parts, wri
 
 PLAN = {  # planned seconds per job at the default budget: (GPU, --mini)
     "env": (25, 8),
-    "speed.gen_train": (90, 20),
-    "speed.sample": (35, 12),
-    "speed.rollout": (55, 45),
+    "speed.gen_train": (90, 18),
+    "speed.sample": (35, 10),
+    "speed.rollout": (55, 55),
     "speed.grpo": (45, 12),
-    "learning.mllm": (85, 18),
-    "learning.gen": (80, 15),
+    "learning.mllm": (85, 17),  # --mini: 5 s of training (learning.JOBS holds the reserves)
+    "learning.gen": (80, 14),
     "learning.azr": (55, 15),
-    "learning.rm_sft": (30, 15),
-    "learning.rm_rl": (30, 15),
+    "learning.rm_sft": (30, 13),
+    "learning.rm_rl": (30, 13),
 }
 REPORT_S = (10, 5)  # kept for the report
 LOG_HEAD, LOG_TAIL = 20_000, 400_000  # bytes of each job's log copied into proof.log
@@ -54,19 +54,27 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     args.budget = args.budget or (180.0 if args.mini else 540.0)
     wanted = [w for w in args.only.split(",") if w]
-    unknown = [w for w in wanted if not any(j == w or j.startswith(w + ".") for j in PLAN)]
+    unknown = [w for w in wanted if not any(_picks(w, j) for j in PLAN)]
     if unknown:
         ap.error(f"--only: unknown {unknown}; jobs: {list(PLAN)}")
-    args.jobs = [j for j in PLAN if not wanted or any(j == w or j.startswith(w + ".") for w in wanted)]  # fmt: skip
+    args.jobs = [j for j in PLAN if not wanted or any(_picks(w, j) for w in wanted)]
     return args
 
 
+def _picks(wanted: str, job: str) -> bool:
+    """`--only` entry `wanted` (a job or a section) names `job`."""
+    return job == wanted or job.startswith(wanted + ".")
+
+
+def _git(*argv: str) -> str:
+    out = subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=10)
+    return out.stdout.strip()
+
+
 def commit() -> str | None:
+    """HEAD, with "+dirty" when tracked files differ from it (None without git)."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=10).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
+        sha, dirty = _git("rev-parse", "HEAD"), _git("status", "--porcelain", "-uno")
     except (OSError, subprocess.SubprocessError):
         return None
     return (sha + ("+dirty" if dirty else "")) if sha else None
@@ -149,9 +157,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         (args.out / old).unlink(missing_ok=True)
     for log in (args.work / "logs").glob("*.log"):
         log.unlink()
-    meta = {"mini": args.mini, "budget_s": args.budget, "jobs": args.jobs,
-            "commit": args.commit or commit(), "command": " ".join(["tools/gpu_proof.py", *argv]),
-            "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}  # fmt: skip
+    meta = {
+        "mini": args.mini,
+        "budget_s": args.budget,
+        "jobs": args.jobs,
+        "commit": args.commit or commit(),
+        "command": " ".join(["tools/gpu_proof.py", *argv]),
+        "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
     proof = Proof(args.out, meta)
     plan = {j: PLAN[j][k] for j in args.jobs}
     budget = Budget(args.budget, plan, stretch=1.0 if args.mini else 2.0, keep_s=REPORT_S[k])

@@ -2,10 +2,10 @@
 
 Sections, each written into proof.json the moment it finishes:
 
-    env       the card, driver, software, measured bf16 matmul roofline, GPU-only switches  env.py, switches.py
-    speed     four same-process comparisons against their naive baselines                   speed.py
-    learning  five training runs stopped by the clock, then evaluated                       learning.py
-    report    proof.md, samples.png, curves.png (with proof.json and proof.log: 5 files)    report.py, figures.py
+    env       card, driver, software, bf16 matmul roofline, GPU-only switches  env.py, switches.py
+    speed     four same-process comparisons against naive baselines            speed.py
+    learning  five training runs stopped by the clock, then evaluated          learning.py
+    report    proof.md, samples.png, curves.png (+ proof.json, proof.log)      report.py, figures.py
 
 `supervise.py` runs every job in its own process under its share of the budget;
 `schema.py` says what a complete proof.json holds. `python -m benchmarks.proof` is the child

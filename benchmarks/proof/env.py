@@ -22,8 +22,10 @@ import torch
 from benchmarks import common
 from benchmarks.proof import switches
 
-PACKAGES = ("torch", "transformers", "accelerate", "diffusers", "peft", "trl", "datasets",
-            "safetensors", "tensorboard", "matplotlib", "pyseccomp", "timm", "open_clip_torch")  # fmt: skip
+PACKAGES = (
+    "torch", "transformers", "accelerate", "diffusers", "peft", "trl", "datasets", "safetensors",
+    "tensorboard", "matplotlib", "pyseccomp", "timm", "open_clip_torch",
+)  # fmt: skip
 
 
 def matmul_tflops(device: torch.device, n: int, seconds: float = 2.0) -> dict[str, float]:

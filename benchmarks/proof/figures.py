@@ -22,7 +22,8 @@ def samples(geneval_dir: Path, out: Path, rows_per_category: int = 1) -> Path | 
         path = geneval_dir / f"{cat}.png"
         if path.is_file():
             with Image.open(path) as im:
-                strips.append((cat, im.convert("RGB").crop((0, 0, im.width, min(im.height, ROW_PX * rows_per_category)))))  # fmt: skip
+                box = (0, 0, im.width, min(im.height, ROW_PX * rows_per_category))
+                strips.append((cat, im.convert("RGB").crop(box)))
     if not strips:
         return None
     label = 18

@@ -3,11 +3,11 @@
 Five training runs, each a separate process of its tool (`tools/train_<tool>.py`, started by
 `tools/gpu_proof.py`) on `configs/proof_<name>_{gpu,mini}.toml`:
 
-    mllm    stage 0 of the `small` preset (captions, VQA, code LM)   -> held-out VQA table
-    gen     generation on that frozen backbone                        -> GenEval-shapes table
-    azr     Absolute Zero self-play on it                             -> held-out deduction before / after
-    rm_sft  RM-R1 stage 1 (distillation SFT) on it                    -> held-out pairs (before RL)
-    rm_rl   RM-R1 stage 2 (GRPO) from the SFT head                    -> held-out pairs (after RL)
+    mllm    stage 0 of the `small` preset (captions, VQA, code LM)  -> held-out VQA table
+    gen     generation on that frozen backbone                       -> GenEval-shapes table
+    azr     Absolute Zero self-play on it             -> held-out deduction, before / after
+    rm_sft  RM-R1 stage 1 (distillation SFT) on it    -> held-out pairs (before RL)
+    rm_rl   RM-R1 stage 2 (GRPO) from the SFT head    -> held-out pairs (after RL)
 
 Each run gets a training clock (`train.time_budget_s`): its share of the proof's budget minus a
 reserve for start-up, export and evaluation. The step under way when the clock runs out is the
@@ -38,11 +38,11 @@ class Job:
 
 
 JOBS = (
-    Job("mllm", "train_mllm", "train", (30, 13), ("loss",)),
-    Job("gen", "train_gen", "train", (35, 12), ("loss", "flow")),
+    Job("mllm", "train_mllm", "train", (30, 12), ("loss",)),
+    Job("gen", "train_gen", "train", (35, 11), ("loss", "flow")),
     Job("azr", "train_azr", "train", (30, 13), ("pg/abs_advantage", "pg/loss")),
-    Job("rm_sft", "train_rm", "sft.train", (15, 13), ("loss",), ("--stage=sft",)),
-    Job("rm_rl", "train_rm", "rl.train", (15, 13), ("reward", "format_fail"), ("--stage=rl",)),
+    Job("rm_sft", "train_rm", "sft.train", (15, 11), ("loss",), ("--stage=sft",)),
+    Job("rm_rl", "train_rm", "rl.train", (15, 11), ("reward", "format_fail"), ("--stage=rl",)),
 )
 BY_NAME = {j.name: j for j in JOBS}
 MIN_TRAIN_S = 2.0
@@ -105,10 +105,12 @@ def _evaluation(job: Job, out: Path) -> dict[str, Any]:
         return {"geneval": {k: r[k] for k in keep}}
     if job.name == "azr":
         r = read_json(out / "eval_heldout.json")
-        rows = {k: v["rows"]["heldout_deduction"] for k, v in r.items() if isinstance(v, dict) and "rows" in v}  # fmt: skip
-        out_rows = {k: {"pass@1": v["pass@1"], "format_rate": v["format_rate"], "n": v["n"]}
-                    for k, v in rows.items()}  # fmt: skip
-        return {"heldout": out_rows} if out_rows else {}
+        rows = {
+            when: {k: v["rows"]["heldout_deduction"][k] for k in ("pass@1", "format_rate", "n")}
+            for when, v in r.items()
+            if isinstance(v, dict) and "rows" in v
+        }  # before, warmstart, after
+        return {"heldout": rows} if rows else {}
     r = read_json(out / "eval_pairs.json")
     return {"pairs": r["overall"]} if r else {}
 
@@ -120,7 +122,8 @@ def collect(job: Job, work: Path, log_text: str) -> dict[str, Any]:
     result: dict[str, Any] = {
         "steps_done": rows[-1]["step"] if rows else 0,
         "stopped_by_budget": STOPPED in log_text,
-        "exported": (out / "final").is_dir(),
+        "exported": (out / "final").is_dir(),  # AZR keeps its head in checkpoints only
+        "checkpointed": any((out / "checkpoints").glob("step_*")),
     }
     for key in job.curves:
         seen = [r[key] for r in rows if key in r]

@@ -29,16 +29,20 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "```\n" + format_table(head, [[_f(c) for c in r] for r in rows]) + "\n```\n"
 
 
+def _note(job: str, r: dict) -> str:
+    if "stopped_by_budget" in r:
+        return f"steps {r.get('steps_done')}, stopped by budget: {_f(r['stopped_by_budget'])}"
+    if r.get("error"):
+        return r["error"].strip().splitlines()[-1][:120]
+    return str(r.get("why") or (r.get("compile") if job == "speed.gen_train" else "") or "")
+
+
 def jobs_table(proof: dict) -> str:
     rows = []
     for job in JOBS:
         r = lookup(proof, job) or {}
-        note = r.get("why") or r.get("compile") if job == "speed.gen_train" else r.get("why", "")
-        if "stopped_by_budget" in r:
-            note = f"steps {r.get('steps_done')}, stopped by budget: {_f(r['stopped_by_budget'])}"
-        rows.append(
-            (job, r.get("status", "not run"), r.get("budget_s"), r.get("wall_s"), note or "")
-        )
+        status = r.get("status", "not run")
+        rows.append((job, status, r.get("budget_s"), r.get("wall_s"), _note(job, r)))
     return _table(("job", "status", "budget s", "wall s", "notes"), rows)
 
 
@@ -71,10 +75,12 @@ def speed_table(speed: dict) -> str:
     head = ("comparison", "ours", "baseline", "ratio", "target", "met", "peak MiB", "base MiB")
     g = speed.get("gen_train") or {}
     opt = g.get("optimised") or {}
-    mfu = (f"gen-train MFU (measured roofline): step {_f(opt.get('mfu'))}, decoder "
-           f"{_f(opt.get('decoder_mfu'))}; vs datasheet: step {_f(opt.get('mfu_datasheet'))}, "
-           f"decoder {_f(opt.get('decoder_mfu_datasheet'))}; target decoder >= "
-           f"{_f(g.get('mfu_target'))}, met {_f(g.get('mfu_met'))}; compile: {_f(g.get('compile'))}")  # fmt: skip
+    mfu = (
+        f"gen-train MFU (measured roofline): step {_f(opt.get('mfu'))}, decoder "
+        f"{_f(opt.get('decoder_mfu'))}; vs datasheet: step {_f(opt.get('mfu_datasheet'))}, "
+        f"decoder {_f(opt.get('decoder_mfu_datasheet'))}; target decoder >= "
+        f"{_f(g.get('mfu_target'))}, met {_f(g.get('mfu_met'))}; compile: {_f(g.get('compile'))}"
+    )
     rss = ", ".join(f"{p} {_f((speed.get(p) or {}).get('process_peak_rss_mb'))}" for p, *_ in SPEED)
     return _table(head, rows) + f"\n{mfu}\n\nprocess peak RSS MiB: {rss}\n"
 
@@ -85,19 +91,28 @@ def learning_tables(learning: dict) -> str:
     if vqa:
         rows = [(q, a, vqa["chance"].get(q)) for q, a in vqa["per_type"].items()]
         rows.append(("overall", vqa["overall"], None))
-        parts.append(f"Held-out VQA after stage 0 (n = {vqa['n']})\n" + _table(("question", "accuracy", "chance"), rows))  # fmt: skip
+        head = f"Held-out VQA after stage 0 (n = {vqa['n']})\n"
+        parts.append(head + _table(("question", "accuracy", "chance"), rows))
     ge = lookup(learning, "gen.geneval") or {}
     if ge:
         rows = [*ge["per_category"].items(), ("overall", ge["overall"])]
-        parts.append(f"GenEval-shapes, held-out prompts ({ge['n_per_category']} per category)\n" + _table(("category", "score"), rows))  # fmt: skip
+        head = f"GenEval-shapes, held-out prompts ({ge['n_per_category']} per category)\n"
+        parts.append(head + _table(("category", "score"), rows))
     held = lookup(learning, "azr.heldout") or {}
     if held:
         rows = [(k, v["pass@1"], v["format_rate"], v["n"]) for k, v in held.items()]
         parts.append("AZR held-out deduction\n" + _table(("when", "pass@1", "format", "n"), rows))
-    rows = [(name, lookup(learning, f"{job}.pairs.accuracy"), lookup(learning, f"{job}.pairs.format_fail"))
-            for name, job in (("after SFT (before RL)", "rm_sft"), ("after RL", "rm_rl"))]  # fmt: skip
+    rows = [
+        (
+            name,
+            lookup(learning, f"{job}.pairs.accuracy"),
+            lookup(learning, f"{job}.pairs.format_fail"),
+        )
+        for name, job in (("after SFT (before RL)", "rm_sft"), ("after RL", "rm_rl"))
+    ]
     if any(r[1] is not None for r in rows):
-        parts.append("RM-R1 held-out pairs, both orders\n" + _table(("when", "accuracy", "format fail"), rows))  # fmt: skip
+        head = "RM-R1 held-out pairs, both orders\n"
+        parts.append(head + _table(("when", "accuracy", "format fail"), rows))
     return "\n".join(parts) or "no learning results\n"
 
 
@@ -107,8 +122,10 @@ def markdown(proof: dict) -> str:
     head = (f"commit `{p.get('commit')}`, budget {_f(p.get('budget_s'))} s, wall "
             f"{_f(p.get('wall_s'))} s, command `{p.get('command')}`\n\n")  # fmt: skip
     if p.get("mini"):
-        head += ("**CPU rehearsal (`--mini`): tiny sizes; these numbers test the code paths "
-                 "and are no GPU measurement. GPU-only switches are skipped on CPU.**\n\n")  # fmt: skip
+        head += (
+            "**CPU rehearsal (`--mini`): tiny sizes; these numbers test the code paths and are "
+            "no GPU measurement. GPU-only switches are skipped on CPU.**\n\n"
+        )
     gaps = missing(proof)
     body = [
         "## Jobs and budget\n", jobs_table(proof),

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 SECTIONS = ("proof", "env", "speed", "learning", "report")
-JOBS = ("env", "speed.gen_train", "speed.sample", "speed.rollout", "speed.grpo",
-        "learning.mllm", "learning.gen", "learning.azr", "learning.rm_sft", "learning.rm_rl")  # fmt: skip
+JOBS = (
+    *("env", "speed.gen_train", "speed.sample", "speed.rollout", "speed.grpo"),
+    *("learning.mllm", "learning.gen", "learning.azr", "learning.rm_sft", "learning.rm_rl"),
+)
 GPU_ONLY = True
 
 

@@ -20,11 +20,6 @@ import argparse
 import importlib
 from typing import Any
 
-import torch
-
-from benchmarks import common
-from benchmarks.proof import switches
-
 TARGETS = {"gen_train": 3.0, "sample": 3.0, "rollout": 3.0, "grpo": 1.5}
 MFU_TARGET = 0.40
 COMPILE_SKIPPED = "skipped in --mini: a CPU build of the compiled training step takes minutes"
@@ -57,6 +52,8 @@ MODULES = {"gen_train": "gen_train", "sample": "sample", "rollout": "rollout", "
 
 def bench(part: str, argv: list[str]) -> dict[str, Any]:
     """Run the bench mode of `part` on `argv` (its own parser), threads restored afterwards."""
+    import torch
+
     module = importlib.import_module(f"benchmarks.{MODULES[part]}")
     parser = argparse.ArgumentParser(prog=part)
     module.add_args(parser)
@@ -75,6 +72,9 @@ def _ratio(r: dict[str, float] | None, target: float, gpu: bool) -> dict[str, An
 
 
 def gen_train(mini: bool) -> dict[str, Any]:
+    from benchmarks import common
+    from benchmarks.proof import switches
+
     device = common.pick_device()
     argv = list(MINI_ARGS["gen_train"] if mini else GPU_ARGS["gen_train"])
     fused = switches.on(switches.check_all(device), "fused_adamw")
@@ -124,6 +124,8 @@ def add_mfu(result: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
 
 
 def sample(mini: bool) -> dict[str, Any]:
+    from benchmarks import common
+
     r = bench("sample", MINI_ARGS["sample"] if mini else GPU_ARGS["sample"])
     gpu = r["machine"]["device_type"] == "cuda"
     out: dict[str, Any] = {"batch": r["batch"], "steps": r["steps"], "guidance": r["guidance"]}
@@ -137,6 +139,8 @@ def sample(mini: bool) -> dict[str, Any]:
 
 
 def rollout(mini: bool) -> dict[str, Any]:
+    from benchmarks import common
+
     r = bench("rollout", MINI_ARGS["rollout"] if mini else GPU_ARGS["rollout"])
     gpu = r["machine"]["device_type"] == "cuda"
     p = r["points"][0]
@@ -153,6 +157,8 @@ def rollout(mini: bool) -> dict[str, Any]:
 
 
 def grpo(mini: bool) -> dict[str, Any]:
+    from benchmarks import common
+
     r = bench("grpo", MINI_ARGS["grpo"] if mini else GPU_ARGS["grpo"])
     if "skipped" in r:
         return {"status": "skipped", "why": r["skipped"]}

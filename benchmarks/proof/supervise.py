@@ -26,6 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 POLL_S = 0.2
+STARTUP_S = 60.0  # a measurement process's imports (and CUDA start-up) before its first part
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -132,7 +133,7 @@ class _Process:
         self.size = len(todo)
         now = time.monotonic()
         self.seen = {"": now}  # part -> when the parent first saw it running ("": the start)
-        self.deadlines = {"": now + budget.share(todo[0])}  # until the first part starts
+        self.deadlines = {"": now + min(STARTUP_S, budget.left())}  # until a part starts
 
     def poll(self) -> float:
         """Record the results the child has written; the deadline of the part under way."""
@@ -148,7 +149,7 @@ class _Process:
 
     def finish(self, name: str, result: dict[str, Any]) -> None:
         began = self.seen.get(name, self.seen[""])
-        share = self.deadlines.get(name, self.deadlines[""]) - began
+        share = self.deadlines[name] - began if name in self.deadlines else self.budget.share(name)
         now = time.monotonic()
         result = {"status": "ok", "budget_s": round(share, 1), "wall_s": round(now - began, 1),
                   **result}  # fmt: skip

@@ -115,12 +115,13 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     parts, param = [], None
     for err in errors[:5]:
         loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path")]
-        where = ".".join(safe_text(x, 30) for x in loc) or "body"
-        param = param or where
+        where = ".".join(safe_text(x, 30) for x in loc)
+        param = param or where or None
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             msg = "not a supported parameter"
-        parts.append(f"{where}: {msg}")
+        whole = not where and err.get("type") == "value_error"  # the message names the field
+        parts.append(msg if whole else f"{where or 'body'}: {msg}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     return "invalid request: " + "; ".join(parts) + more, param
 
@@ -139,6 +140,8 @@ def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         msg = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        if exc.status_code == 400 and msg == "There was an error parsing the body":
+            msg = "malformed body: not JSON in UTF-8 (or nested too deeply)"
         if exc.status_code == 404 and msg == "Not Found":
             path = short(request.url.path, 100)
             msg = f"no route {request.method} {path} (the API is described at /openapi.json)"

@@ -18,6 +18,7 @@ import asyncio
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -28,7 +29,7 @@ from unimodal.serve.decoding import Finish, Piece, Sampling, TokenLogprob
 from unimodal.serve.imaging import ImageDecoder
 from unimodal.serve.limits import ApiError, ServeConfig, check_model, check_range, check_reserved
 from unimodal.serve.schemas import ERRORS, ChatMessage, ChatRequest, ChatResponse, Sampled
-from unimodal.serve.state import await_job, request_id, server_state, submit
+from unimodal.serve.state import ServerState, await_job, request_id, server_state, submit
 from unimodal.serve.textjob import TextJob, collect, events, sse, stream
 
 EVENT = {  # one server-sent event: data is a JSON chat.completion.chunk, or [DONE] at the end
@@ -124,7 +125,10 @@ def _usage(finishes: list[Finish]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
 
 
-def _stream_response(job: TextJob, state: Any, rid: str, body: ChatRequest, release) -> Any:
+def _stream_response(
+    job: TextJob, state: ServerState, rid: str, body: ChatRequest, release: Callable[[], None]
+) -> StreamingResponse:
+    """Server-sent events for `job`: role chunks at once, then pieces, finish and usage."""
     created, model, logprobs = int(time.time()), state.cfg.model_name, bool(body.logprobs)
     head = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
     finishes: list[Finish] = []
@@ -175,9 +179,10 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
         messages, images = await asyncio.to_thread(  # image decoding off the event loop
             to_pipeline, body.messages, cfg, reads_images, state.reserved, decoder
         )
-        body.messages = []  # drop the data URLs (here and in the parsed JSON that the request
-        (await request.json()).pop("messages", None)  # caches): a queued job keeps only the
-        # reduced images, and the raw body
+        # A queued job keeps only the reduced images (and the raw body): drop the data URLs
+        # from the request model and from the parsed JSON that the request caches.
+        body.messages = []
+        (await request.json()).pop("messages", None)
         backbone = state.pipe.backbone
         prompts = lambda: [backbone.encode_chat([messages], [images])]  # noqa: E731
         job = TextJob(prompts, [(0, sp) for sp in choices])

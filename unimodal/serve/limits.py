@@ -127,9 +127,18 @@ def busy(message: str, cfg: ServeConfig) -> ApiError:
     return ApiError(429, f"server busy: {message}; retry later", None, "rate_limit_error", headers)
 
 
+def _number(v: float) -> str:
+    """A number for a message: floats as %g, integers in full up to 20 digits."""
+    if isinstance(v, float):
+        return f"{v:g}"
+    text = str(v)
+    return text if len(text) <= 20 else f"{text[:12]}… ({len(text)} digits)"
+
+
 def check_range(name: str, value: float | None, low: float, high: float) -> None:
     if value is not None and not low <= value <= high:
-        raise ApiError(400, f"{name} must lie in [{low:g}, {high:g}], got {value:g}", name)
+        lo, hi, got = _number(low), _number(high), _number(value)
+        raise ApiError(400, f"{name} must lie in [{lo}, {hi}], got {got}", name)
 
 
 def check_text(name: str, text: str, limit: int) -> str:
