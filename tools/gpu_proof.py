@@ -131,15 +131,22 @@ def write_log(work: Path, out: Path) -> None:
 
 def finish(args, proof: Proof, started: float) -> dict[str, Any]:
     """The report section: pictures, proof.log, proof.md; proof.json gets its last write."""
-    out, files = args.out, ["proof.json", "proof.md", "proof.log"]
+    out, files, errors = args.out, ["proof.json", "proof.md", "proof.log"], []
     mode = "CPU rehearsal (--mini)" if args.mini else "GPU proof"
-    if figures.samples(args.work / "gen" / "geneval_shapes", out / "samples.png"):
-        files.append("samples.png")
-    if figures.curves(args.work, out / "curves.png", f"{mode}: learning runs"):
-        files.append("curves.png")
+    pictures = {
+        "samples.png": lambda p: figures.samples(args.work / "gen" / "geneval_shapes", p),
+        "curves.png": lambda p: figures.curves(args.work, p, f"{mode}: learning runs"),
+    }
+    for name, draw in pictures.items():
+        try:  # a missing plotting package costs the picture, not the report
+            if draw(out / name):
+                files.append(name)
+        except Exception as e:
+            errors.append(f"{name}: {type(e).__name__}: {e}")
     write_log(args.work, out)
     proof.data["proof"]["wall_s"] = round(time.monotonic() - started, 1)
-    proof.data["report"] = {"status": "ok", "files": sorted(files)}
+    proof.data["report"] = {"status": "ok" if not errors else "; ".join(errors)}
+    proof.data["report"]["files"] = sorted(files)
     proof.data["report"]["missing"] = schema.missing(proof.data)
     write_json(proof.path, proof.data)
     (out / "proof.md").write_text(report.markdown(proof.data))

@@ -24,13 +24,18 @@ TARGETS = {"gen_train": 3.0, "sample": 3.0, "rollout": 3.0, "grpo": 1.5}
 MFU_TARGET = 0.40
 COMPILE_SKIPPED = "skipped in --mini: a CPU build of the compiled training step takes minutes"
 
+# Rollouts run with no EOS bias (`--eos-rate 0`): every row decodes all `max_new_tokens` on both
+# sides, so they do the same work, and the compiled step sees one batch size (the static cache
+# re-packs, and so recompiles, only when rows finish; each build costs seconds on a GPU and tens
+# of seconds on a CPU).
 GPU_ARGS = {
     "gen_train": ["--config", "bench_gen_gpu", "--baseline", "--compile", "--steps", "3",
                   "--rounds", "3", "--warmup", "2", "--precision", "bf16"],
     "sample": ["--config", "bench_gen_gpu", "--baseline", "--no-edit", "--batch", "64",
                "--steps", "30", "--rounds", "3", "--warmup", "1", "--precision", "bf16"],
     "rollout": ["--preset", "small", "--batches", "64", "--max-new-tokens", "128", "--static",
-                "--compile", "--rounds", "2", "--warmup", "1", "--precision", "bf16"],
+                "--compile", "--rounds", "2", "--warmup", "1", "--precision", "bf16",
+                "--eos-rate", "0"],
     "grpo": ["--preset", "small", "--prompts", "8", "--group", "8", "--max-new-tokens", "64",
              "--rounds", "3", "--warmup", "1", "--precision", "bf16"],
 }  # fmt: skip
@@ -40,7 +45,6 @@ MINI_ARGS = {
                   "--rounds", "1", "--warmup", "1", "--precision", "bf16"],
     "sample": [*TINY, "--baseline", "--no-edit", "--batch", "2", "--steps", "3", "--rounds", "1",
                "--warmup", "0", "--precision", "bf16"],
-    # no EOS bias, so no row ends early: one batch size to compile (tens of seconds on a CPU)
     "rollout": ["--preset", "tiny", "--batches", "4", "--max-new-tokens", "8", "--static",
                 "--compile", "--rounds", "1", "--warmup", "1", "--precision", "bf16",
                 "--eos-rate", "0"],
@@ -64,6 +68,18 @@ def bench(part: str, argv: list[str]) -> dict[str, Any]:
         torch.set_num_threads(threads)
 
 
+def bench_compiled(part: str, argv: list[str]) -> tuple[dict[str, Any], Any]:
+    """`bench`, and True; if it fails with `--compile`, the same run eager and why compiling
+    failed (a compile failure costs the compiled variant, not the comparison)."""
+    try:
+        return bench(part, argv), "--compile" in argv
+    except Exception as e:
+        if "--compile" not in argv:
+            raise
+        why = f"failed, measured eager: {type(e).__name__}: {str(e)[:300]}"
+        return bench(part, [a for a in argv if a != "--compile"]), why
+
+
 def _ratio(r: dict[str, float] | None, target: float, gpu: bool) -> dict[str, Any]:
     best = r["best"] if r else None
     met = None if best is None or not gpu else best >= target
@@ -79,14 +95,8 @@ def gen_train(mini: bool) -> dict[str, Any]:
     argv = list(MINI_ARGS["gen_train"] if mini else GPU_ARGS["gen_train"])
     fused = switches.on(switches.check_all(device), "fused_adamw")
     argv.append("--fused-adamw" if fused else "--no-fused-adamw")
-    compile_note: Any = COMPILE_SKIPPED if mini else True
-    try:
-        r = bench("gen_train", argv)
-    except Exception as e:  # a compile failure costs the compiled variant, not the comparison
-        if "--compile" not in argv:
-            raise
-        compile_note = f"failed, measured eager: {type(e).__name__}: {str(e)[:300]}"
-        r = bench("gen_train", [a if a != "--compile" else "--no-compile" for a in argv])
+    r, compile_note = bench_compiled("gen_train", argv)
+    compile_note = COMPILE_SKIPPED if mini else compile_note
     gpu = device.type == "cuda"
     out: dict[str, Any] = {"config": r["config"], "batch": r["batch"], "compile": compile_note}
     out["fused_adamw"] = fused
@@ -141,17 +151,19 @@ def sample(mini: bool) -> dict[str, Any]:
 def rollout(mini: bool) -> dict[str, Any]:
     from benchmarks import common
 
-    r = bench("rollout", MINI_ARGS["rollout"] if mini else GPU_ARGS["rollout"])
+    r, compiled = bench_compiled("rollout", MINI_ARGS["rollout"] if mini else GPU_ARGS["rollout"])
     gpu = r["machine"]["device_type"] == "cuda"
     p = r["points"][0]
+    ours = "ours, static + compile" if compiled is True else "ours, static cache"
     out: dict[str, Any] = {"batch": p["batch"], "max_new_tokens": p["max_new_tokens"]}
+    out |= {"ours_variant": ours, "compile": compiled}
     out["variants"] = {
         name: {k: v[k] for k in ("tokens_per_s", "call_s", "peak_memory_mb")}
         for name, v in p["variants"].items()
     }
-    out["ours"] = out["variants"]["ours, static + compile"]
+    out["ours"] = out["variants"][ours]
     out["hf_generate"] = out["variants"]["hf generate"]
-    out |= _ratio(p["ratios"].get("ours, static + compile vs hf generate"), TARGETS["rollout"], gpu)
+    out |= _ratio(p["ratios"].get(f"{ours} vs hf generate"), TARGETS["rollout"], gpu)
     out["process_peak_rss_mb"] = common.peak_rss_mb()
     return out
 

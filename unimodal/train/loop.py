@@ -290,5 +290,8 @@ def finish(run: Run, curves: Sequence[str] = ("loss",)) -> None:
     if run.main and (run.out / METRICS).is_file():
         from unimodal.train.plots import plot_metrics
 
-        plot_metrics(run.out / METRICS, run.out / "curves.png", curves, run.name)
+        try:
+            plot_metrics(run.out / METRICS, run.out / "curves.png", curves, run.name)
+        except ImportError as e:  # a machine without matplotlib still ends the run cleanly
+            print(f"warning: no curves.png ({e})", file=sys.stderr)
     run.acc.end_training()
