@@ -83,7 +83,7 @@ def main(cfg: GenTrainConfig) -> dict:
             )
         loop.save(run, weights)
     report = finish_gen(run, gen, ema, named, cfg) if run.main and run.complete else {}
-    loop.finish(run, curves=("loss", "flow", "align", "items_s"))
+    loop.finish(run, curves=("loss", "fm_*", "cos_*", "items_s"))
     return report
 
 

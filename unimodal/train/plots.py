@@ -17,8 +17,16 @@ def read_metrics(path: Path) -> dict[int, dict[str, float]]:
     return rows
 
 
+def _matching(key: str, names: set[str]) -> list[str]:
+    """`key` itself, or for a key ending in `*` every metric with that prefix (one panel)."""
+    if key.endswith("*"):
+        return sorted(n for n in names if n.startswith(key[:-1]))
+    return [key] if key in names else []
+
+
 def plot_metrics(path: Path, out: Path, keys: Sequence[str], title: str) -> Path | None:
-    """One panel per key of `keys` found in the metrics; None when there is nothing to plot."""
+    """One panel per key of `keys` found in the metrics (`fm_*`: one line per matching metric,
+    e.g. per query scale); None when there is nothing to plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,13 +34,18 @@ def plot_metrics(path: Path, out: Path, keys: Sequence[str], title: str) -> Path
 
     rows = read_metrics(path)
     steps = sorted(rows)
-    keys = [k for k in keys if any(k in rows[s] for s in steps)]
-    if not keys:
+    names = {k for r in rows.values() for k in r}
+    panels = [(k, _matching(k, names)) for k in keys]
+    panels = [(k, m) for k, m in panels if m]
+    if not panels:
         return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        xs = [s for s in steps if key in rows[s]]
-        ax.plot(xs, [rows[s][key] for s in xs])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
+    for ax, (key, metrics) in zip(axes[0], panels):
+        for name in metrics:
+            xs = [s for s in steps if name in rows[s]]
+            ax.plot(xs, [rows[s][name] for s in xs], label=name)
+        if len(metrics) > 1:
+            ax.legend(fontsize=7)
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
