@@ -61,7 +61,7 @@ def main(cfg: GenTrainConfig) -> dict:
     model = loop.prepare(run, gen)
     n_params = sum(p.numel() for p in params) / 1e6
     run.acc.print(f"trainable parameters: {n_params:.2f}M; query tokens: {gen.queries.num_tokens}")
-    data = GenData(cfg.data, max(cfg.gen.resolutions), tc.seed)
+    data = GenData(cfg.data, max(cfg.gen.resolutions), tc.seed, per_process=run.per_process)
     noise = torch.Generator(device=run.acc.device)
     for _ in loop.steps(run):
         for _ in range(tc.grad_accum):

@@ -1,4 +1,5 @@
-"""Data: the procedural shapes world (scenes, captions, VQA, edits, checker) and image folders."""
+"""Data: the procedural shapes world (scenes, captions, VQA, edits, checker), image folders and
+sharded streams (WebDataset tars, HF parquet / arrow)."""
 
 from .captions import (
     CATEGORIES,
@@ -18,6 +19,8 @@ from .edits import EDIT_KINDS, EditPair, edit_pair, edit_sample, scene_spec
 from .emoji import prepare_emoji_folder
 from .folder import DataError, FolderImageDataset, to_pixels
 from .shapes import COLORS, PALETTE, SHAPES, SIZES, Obj, Scene, render, render_array, sample_scene
+from .shards import open_stream, resolve_shards
+from .stream import BadRecord, Layout, ShardStream, fit_image
 from .vqa import ANSWERS, QA, QTYPES, chance_level, questions, sample_qa, vqa_sample
 
 __all__ = [
@@ -31,15 +34,18 @@ __all__ = [
     "RELATIONS",
     "SHAPES",
     "SIZES",
+    "BadRecord",
     "CheckResult",
     "DataError",
     "Detection",
     "EditPair",
     "FolderImageDataset",
     "Group",
+    "Layout",
     "Obj",
     "PromptItem",
     "Scene",
+    "ShardStream",
     "Spec",
     "caption",
     "chance_level",
@@ -48,11 +54,14 @@ __all__ = [
     "detect",
     "edit_pair",
     "edit_sample",
+    "fit_image",
     "geneval_prompts",
+    "open_stream",
     "prepare_emoji_folder",
     "questions",
     "render",
     "render_array",
+    "resolve_shards",
     "sample_prompt",
     "sample_qa",
     "sample_scene",
