@@ -11,6 +11,7 @@ Left out on purpose: paged attention and continuous batching across calls.
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -40,7 +41,7 @@ def compiled_step(device: torch.device):
     return _compiled[str(mode)]
 
 
-class DecodeState:
+class DecodeState(abc.ABC):
     """The cache, the attention mask over it, and the prompt pass that fills it."""
 
     backbone: Backbone
@@ -52,13 +53,13 @@ class DecodeState:
         full = Prompt(prompt.input_ids, self.mask, prompt.extra)
         return _logits(self.backbone, full, pos, self.cache)
 
+    @abc.abstractmethod
     def keep(self, alive: torch.Tensor) -> torch.Tensor | None:
         """Rows (of the computed batch) to keep, or None to keep all; `alive` (b,) bool."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def step(self, tok: torch.Tensor, pos: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
         """Tokens (b, 1) of the rows, `alive` (b,) -> next-token logits (b, V)."""
-        raise NotImplementedError
 
 
 class DynamicState(DecodeState):

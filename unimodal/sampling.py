@@ -72,8 +72,9 @@ def _decode_steps(
     compact: bool = True,
     static: bool = False,
     compile: bool = False,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield (tokens (B,), logprobs (B,), alive-before-step (B,)) one step at a time.
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield (tokens (B,), logprobs (B,), alive-before-step (B,), logits (b, V) of the rows still
+    computed, before temperature) one step at a time.
 
     `compact`: rows that finished are dropped from the batch (and from the KV cache), so they
     stop costing compute; the tokens are the same either way (per-row Gumbel noise).
@@ -101,7 +102,7 @@ def _decode_steps(
         tok = torch.full((b,), pad, dtype=tok_b.dtype, device=device)
         tok[rows] = torch.where(alive[rows], tok_b, tok[rows])
         lp = torch.zeros(b, device=device).index_copy(0, rows, lp_b)
-        yield tok, lp, alive
+        yield tok, lp, alive, logits
         alive = alive & ~torch.isin(tok, eos)
         if not alive.any():
             return
@@ -133,7 +134,7 @@ def sample(
     """
     prompt = prompt.to(backbone.device)
     toks, lps, alives = [], [], []
-    for tok, lp, alive in _decode_steps(
+    for tok, lp, alive, _ in _decode_steps(
         backbone, prompt, max_new_tokens, temperature, top_p, generator, compact, static, compile
     ):
         toks.append(tok)
@@ -158,7 +159,7 @@ def stream_text(
     eos = set(backbone.eos_token_ids)
     ids: list[int] = []
     shown = ""
-    for tok, _, _ in _decode_steps(backbone, prompt, max_new_tokens, temperature, top_p, None):
+    for tok, *_ in _decode_steps(backbone, prompt, max_new_tokens, temperature, top_p, None):
         t = int(tok[0])
         if t in eos:
             break

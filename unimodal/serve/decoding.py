@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from unimodal.backbone import Backbone, Prompt
-from unimodal.decode_state import DynamicState
-from unimodal.sampling import _gumbel, _pick
+from unimodal.sampling import _decode_steps
 
 FLOOR = -9999.0  # OpenAI's log-prob of a token too unlikely to represent
 
@@ -105,24 +104,14 @@ def _steps(
     backbone: Backbone, prompt: Prompt, sp: Sampling, cancel: threading.Event | None
 ) -> Iterator[tuple[torch.Tensor, int]]:
     """Yield (logits (V,), sampled token id) step by step; stops early when `cancel` is set."""
-    device = prompt.input_ids.device
-    gen = torch.Generator(device=device).manual_seed(sp.seed)
-    pos = backbone.position_ids(prompt)  # (1, L) or (3, 1, L)
-    next_pos = pos.reshape(-1, *pos.shape[-2:]).amax(0)[:, -1] + 1  # (1,)
-    state = DynamicState(backbone, prompt, compact=False)
-    logits = state.prefill(prompt, pos)  # (1, V)
-    alive = torch.ones(1, dtype=torch.bool, device=device)
-    for i in range(sp.max_tokens):
+    gen = torch.Generator(device=prompt.input_ids.device).manual_seed(sp.seed)
+    steps = _decode_steps(
+        backbone, prompt, sp.max_tokens, sp.temperature, sp.top_p, gen, compact=False
+    )
+    for tok, _, _, logits in steps:
         if cancel is not None and cancel.is_set():
             return
-        noise = _gumbel(tuple(logits.shape), gen, device) if sp.temperature > 0 else None
-        tok, _ = _pick(logits, sp.temperature, sp.top_p, noise)  # (1,)
         yield logits[0], int(tok[0])
-        if i + 1 == sp.max_tokens:
-            return
-        step_pos = next_pos[:, None] if pos.dim() == 2 else next_pos[None, :, None].expand(3, -1, 1)
-        logits = state.step(tok[:, None], step_pos, alive)
-        next_pos = next_pos + 1
 
 
 def stop_at(text: str, stops: tuple[str, ...], start: int = 0) -> int | None:
