@@ -176,7 +176,8 @@ def _expand_presets(cls: type, table: dict[str, Any], prefix: str = "") -> dict[
 def _build(cls: type[T], table: dict[str, Any], prefix: str = "") -> T:
     fields = _fields(cls)
     defaults = _section_defaults(cls)
-    table = _expand_presets(cls, table, prefix)
+    if not prefix:  # the root: presets of every nested section, once, before any defaults
+        table = _expand_presets(cls, table)
     kwargs = {}
     for k, v in table.items():
         key = f"{prefix}.{k}" if prefix else k
