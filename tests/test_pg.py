@@ -19,7 +19,7 @@ from reasoning.pg import (
     response_logprobs,
     task_relative_advantages,
 )
-from reasoning.pg.advantages import estimate
+from unimodal.pg.advantages import estimate
 
 
 def test_grpo_and_dr_grpo_by_hand():

@@ -31,10 +31,10 @@ from reasoning.azr.rewards import RewardConfig, proposer_reward, solver_reward
 from reasoning.azr.tasks import KINDS, Task, TaskBuffers
 from reasoning.azr.verify import check_answers, validate_tasks
 from reasoning.executor import Executor
-from reasoning.pg.advantages import ESTIMATORS
 from reasoning.pg.rollout import Rollout, generate
 from reasoning.pg.step import PGConfig
 from unimodal.backbone import Backbone
+from unimodal.pg.advantages import ESTIMATORS
 
 
 @dataclass

@@ -1,13 +1,5 @@
-"""Policy-gradient core shared by Absolute Zero and RM-R1: rollouts, advantages, clipped update."""
+"""Text rollouts and the policy update for Absolute Zero and RM-R1; the maths is `unimodal.pg`."""
 
-from reasoning.pg.advantages import (
-    ESTIMATORS,
-    estimate,
-    group_whiten,
-    grpo_advantages,
-    task_relative_advantages,
-)
-from reasoning.pg.loss import aggregate, clipped_surrogate, k3_kl, pg_loss
 from reasoning.pg.rollout import (
     Batch,
     Rollout,
@@ -17,6 +9,14 @@ from reasoning.pg.rollout import (
     response_logprobs,
 )
 from reasoning.pg.step import PGConfig, policy_step
+from unimodal.pg.advantages import (
+    ESTIMATORS,
+    estimate,
+    group_whiten,
+    grpo_advantages,
+    task_relative_advantages,
+)
+from unimodal.pg.loss import aggregate, clipped_surrogate, k3_kl, pg_loss
 
 __all__ = [
     "ESTIMATORS",

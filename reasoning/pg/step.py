@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from reasoning.pg.loss import AGGREGATIONS, pg_loss
 from reasoning.pg.rollout import Batch, Rollout, collate, response_logprobs
 from unimodal.backbone import Backbone
+from unimodal.pg.loss import AGGREGATIONS, pg_loss
 
 
 @dataclass
@@ -32,7 +32,7 @@ class PGConfig:
     clip_high: float = 0.2  # DAPO's clip-higher uses 0.28
     kl_coef: float = 0.0  # RM-R1: 1e-3 (k3 estimator)
     entropy_coef: float = 0.0
-    aggregation: str = "token-mean"  # one of reasoning.pg.loss.AGGREGATIONS
+    aggregation: str = "token-mean"  # one of unimodal.pg.loss.AGGREGATIONS
     max_tokens: int = 0  # L_max of seq-mean-token-sum-norm; 0: the batch's longest response
     temperature: float = 1.0  # rollouts are sampled, and their log-probs taken, at it
     micro_batch: int = 8  # sequences per forward/backward
