@@ -13,13 +13,13 @@ from unimodal.data import (
     caption,
     check,
     geneval_prompts,
+    heldout_specs,
     render,
     render_array,
     sample_prompt,
     sample_scene,
     supported_categories,
 )
-from unimodal.data.captions import all_specs
 from unimodal.data.shapes import BORDER, MARGIN, fits
 
 _C, _S = "|".join(COLORS), "|".join(SHAPES)
@@ -115,8 +115,8 @@ def test_geneval_prompts_cover_categories_and_are_fixed():
     assert [i.text for i in geneval_prompts(10, seed=1)] != [i.text for i in items]
     for cat in CATEGORIES:
         texts = [i.text for i in items if i.category == cat]
-        # distinct while the category has enough prompts (single_object has only 3)
-        assert len(set(texts)) == min(10, len(all_specs(cat)))
+        # distinct while the category has enough held-out prompts (unimodal/data/split.py)
+        assert len(set(texts)) == min(10, len(heldout_specs(cat)))
     for it in items:
         assert it.spec.category == it.category
         assert check(render(it.scene, 32), it.spec).ok

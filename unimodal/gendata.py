@@ -1,7 +1,7 @@
 """Text-to-image training data for `tools/train_gen.py`, indexable by global sample index.
 
-`shapes`: prompts of GenEval's six categories with a scene that satisfies each, rendered on the
-fly (a pure function of (seed, index), so resumed runs see exactly the samples they would have).
+`shapes`: training-split prompts of GenEval's categories (unimodal/data/split.py) with a scene
+that satisfies each, rendered on the fly (a pure function of (seed, index), so resumed runs see exactly the samples they would have).
 `folder`: images + metadata.jsonl (Hugging Face imagefolder convention), e.g. emoji.
 `webdataset` / `hf`: local tar shards or parquet / arrow files streamed shard by shard, each
 process reading its own shards, resumable at the exact position (unimodal/data/stream.py).
@@ -18,7 +18,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unimodal.data import CATEGORIES, edit_sample, render, sample_prompt, to_pixels
+from unimodal.data import (
+    TRAIN_CATEGORIES,
+    edit_sample,
+    render,
+    sample_train_prompt,
+    to_pixels,
+)
 from unimodal.data.folder import load_rgb
 from unimodal.data.stream import RESIZE_MODES, fit_image, process_layout
 
@@ -33,6 +39,7 @@ class GenDataConfig:
     # directory); hf: a glob of local .parquet / .arrow files (or their directory)
     root: str = ""
     categories: tuple[str, ...] = ()  # shapes: GenEval categories to train on; empty = all
+    # the training ones (unimodal/data/split.py: single_object is held out whole)
     background: str = "white"  # images: colour behind transparent pixels / padding (white | black)
     edit_fraction: float = 0.0  # shapes: share of samples that are edit pairs (editing runs)
     resize: str = "center_crop"  # images: center_crop (fill, crop) | pad (fit, letterbox)
@@ -51,8 +58,11 @@ class GenDataConfig:
         if self.background not in BACKGROUNDS:
             raise ValueError(f"data.background: unknown '{self.background}' (white | black)")
         for c in self.categories:
-            if c not in CATEGORIES:
-                raise ValueError(f"data.categories: unknown '{c}'; choose from {list(CATEGORIES)}")
+            if c not in TRAIN_CATEGORIES:
+                raise ValueError(
+                    f"data.categories: '{c}' is not a training category; choose from "
+                    f"{list(TRAIN_CATEGORIES)} (unimodal/data/split.py)"
+                )
 
 
 @dataclass
@@ -71,7 +81,7 @@ class GenData:
 
     def __init__(self, cfg: GenDataConfig, size: int, seed: int, per_process: int | None = None):
         self.cfg, self.size, self.seed = cfg, size, seed
-        self.categories = cfg.categories or CATEGORIES
+        self.categories = cfg.categories or TRAIN_CATEGORIES
         self.folder = self.stream = None
         background = BACKGROUNDS[cfg.background]
         if cfg.kind == "folder":
@@ -102,7 +112,7 @@ class GenData:
             source = render(pair.source, self.size)
             return GenSample(pair.instruction, to_pixels(render(pair.target, self.size)), source)
         category = self.categories[int(rng.integers(len(self.categories)))]
-        text, _, scene = sample_prompt(rng, category)
+        text, _, scene = sample_train_prompt(rng, category)
         return GenSample(text, to_pixels(render(scene, self.size)))
 
 

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from unimodal.backbone import Backbone, Message, Prompt
-from unimodal.data import caption, render, sample_scene, vqa_sample
+from unimodal.data import render, sample_scene, train_caption, vqa_sample
 from unimodal.presets import stdlib_code
 
 CAPTION_QUESTION = "Describe the image."
@@ -44,10 +44,10 @@ def shapes_example(seed: int, index: int, kind: str, image_size: int) -> Example
     """A captioning or VQA example drawn deterministically from (seed, index)."""
     if kind == "caption":
         rng = np.random.default_rng([seed, index])
-        while True:  # some scenes (e.g. four mixed objects) have no caption category
+        while True:  # some scenes (four mixed objects, held-out specs) have no caption
             scene = sample_scene(rng)
             try:
-                text, _ = caption(scene, rng)
+                text, _ = train_caption(scene, rng)
                 break
             except ValueError:
                 continue

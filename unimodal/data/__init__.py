@@ -8,7 +8,6 @@ from .captions import (
     PromptItem,
     Spec,
     caption,
-    geneval_prompts,
     sample_prompt,
     scene_for_spec,
     spec_text,
@@ -20,6 +19,15 @@ from .emoji import prepare_emoji_folder
 from .folder import DataError, FolderImageDataset, to_pixels
 from .shapes import COLORS, PALETTE, SHAPES, SIZES, Obj, Scene, render, render_array, sample_scene
 from .shards import open_stream, resolve_shards
+from .split import (
+    TRAIN_CATEGORIES,
+    geneval_prompts,
+    heldout_specs,
+    is_heldout,
+    sample_train_prompt,
+    train_caption,
+    train_specs,
+)
 from .stream import BadRecord, Layout, ShardStream, fit_image
 from .vqa import ANSWERS, QA, QTYPES, chance_level, questions, sample_qa, vqa_sample
 
@@ -34,6 +42,7 @@ __all__ = [
     "RELATIONS",
     "SHAPES",
     "SIZES",
+    "TRAIN_CATEGORIES",
     "BadRecord",
     "CheckResult",
     "DataError",
@@ -56,6 +65,8 @@ __all__ = [
     "edit_sample",
     "fit_image",
     "geneval_prompts",
+    "heldout_specs",
+    "is_heldout",
     "open_stream",
     "prepare_emoji_folder",
     "questions",
@@ -65,10 +76,13 @@ __all__ = [
     "sample_prompt",
     "sample_qa",
     "sample_scene",
+    "sample_train_prompt",
     "scene_for_spec",
     "scene_spec",
     "spec_text",
     "supported_categories",
     "to_pixels",
+    "train_caption",
+    "train_specs",
     "vqa_sample",
 ]

@@ -205,17 +205,3 @@ def all_specs(category: str) -> list[Spec]:
         groups = [Group(s, k) for s in SHAPES for k in COLORS]
         return [Spec((a, b), category=c) for a, b in itertools.permutations(groups, 2)]
     raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
-
-
-def geneval_prompts(n_per_category: int = 32, seed: int = 0) -> list[PromptItem]:
-    """A fixed, seeded evaluation set: ``n_per_category`` prompts in each of the six categories,
-    distinct within a category as far as the category allows (then cycled)."""
-    items = []
-    for ci, cat in enumerate(CATEGORIES):
-        rng = np.random.default_rng([seed, ci, 7])
-        specs = all_specs(cat)
-        order = rng.permutation(len(specs))
-        for i in range(n_per_category):
-            spec = specs[order[i % len(specs)]]
-            items.append(PromptItem(spec_text(spec), spec, cat, scene_for_spec(spec, rng)))
-    return items

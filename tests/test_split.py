@@ -1,0 +1,69 @@
+"""The held-out prompt split: evaluation specs that no training path can produce."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from unimodal.data import (
+    CATEGORIES,
+    TRAIN_CATEGORIES,
+    geneval_prompts,
+    heldout_specs,
+    is_heldout,
+    sample_scene,
+    sample_train_prompt,
+    train_caption,
+    train_specs,
+)
+from unimodal.data.captions import all_specs
+from unimodal.data.split import _features
+from unimodal.gendata import GenData, GenDataConfig
+from unimodal.stage0 import shapes_example
+
+
+def test_split_partitions_each_category_and_keeps_every_attribute_in_training():
+    for cat in CATEGORIES:
+        held, train = heldout_specs(cat), train_specs(cat)
+        assert held and not held & set(train)
+        assert held | set(train) == set(all_specs(cat))
+        if cat in TRAIN_CATEGORIES:
+            needed = set().union(*(_features(s) for s in all_specs(cat)))
+            assert set().union(*(_features(s) for s in train)) == needed, cat
+            assert 0.15 < len(held) / len(all_specs(cat)) < 0.4, cat
+
+
+def test_evaluation_prompts_are_all_held_out():
+    items = geneval_prompts(n_per_category=32, seed=0)
+    assert len(items) == 32 * len(CATEGORIES)
+    assert all(is_heldout(it.spec) for it in items)
+    for cat in CATEGORIES:
+        texts = {it.text for it in items if it.category == cat}
+        assert len(texts) == min(32, len(heldout_specs(cat)))
+
+
+def test_generator_training_data_never_shows_a_held_out_prompt():
+    eval_texts = {it.text for it in geneval_prompts(32, 0)}
+    data = GenData(GenDataConfig(), size=16, seed=0)
+    seen = {data[i].text for i in range(600)}
+    assert not seen & eval_texts
+    rng = np.random.default_rng(0)
+    for cat in TRAIN_CATEGORIES:
+        for _ in range(50):
+            assert not is_heldout(sample_train_prompt(rng, cat)[1])
+    with pytest.raises(ValueError, match="held out whole"):
+        sample_train_prompt(rng, "single_object")
+    with pytest.raises(ValueError, match="data.categories"):
+        GenDataConfig(categories=("single_object",))
+
+
+def test_stage0_captions_and_tokenizer_text_use_training_specs_only():
+    eval_texts = {it.text for it in geneval_prompts(32, 0)}
+    answers = {shapes_example(0, i, "caption", 32).answer for i in range(300)}
+    assert not answers & eval_texts
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        try:
+            assert not is_heldout(train_caption(sample_scene(rng), rng)[1])
+        except ValueError:
+            pass

@@ -1,0 +1,110 @@
+"""The held-out split of the shapes world's prompt specs: evaluation prompts training never sees.
+
+Per category, a seeded share of the specs is held out, chosen so that the training specs still
+cover every attribute value the category uses (each shape, colour, count and relation, and each
+shape in each slot). `single_object` has only three specs, one per shape, so no spec can be held
+out with its shape still covered; the whole category is held out instead: training never sees a
+bare single-object prompt ("a circle"), only shapes inside the other five templates, and the
+evaluation asks for them zero-shot. Training data (generator captions, stage-0 captions, edit
+targets) draws only training specs; GenEval-shapes draws only held-out ones.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+
+from .captions import (
+    CATEGORIES,
+    PromptItem,
+    Spec,
+    all_specs,
+    random_spec,
+    scene_caption_spec,
+    scene_for_spec,
+    spec_text,
+    supported_categories,
+)
+from .shapes import Scene
+
+HELDOUT_FRACTION = 0.25
+SPLIT_SEED = 20261202
+HELDOUT_CATEGORIES: tuple[str, ...] = ("single_object",)  # held out whole (module docstring)
+
+
+def _features(spec: Spec) -> set[tuple]:
+    """The attribute values a spec uses, slot by slot (what training must keep covering)."""
+    out: set[tuple] = set()
+    for i, g in enumerate(spec.groups):
+        out |= {("shape", i, g.shape), ("color", i, g.color), ("count", g.count)}
+    out.add(("relation", spec.relation))
+    return out
+
+
+@cache
+def heldout_specs(category: str) -> frozenset[Spec]:
+    """The specs of `category` reserved for evaluation (fixed by `SPLIT_SEED`)."""
+    specs = all_specs(category)
+    if category in HELDOUT_CATEGORIES:
+        return frozenset(specs)
+    rng = np.random.default_rng([SPLIT_SEED, CATEGORIES.index(category)])
+    target = max(1, round(HELDOUT_FRACTION * len(specs)))
+    needed = set().union(*(_features(s) for s in specs))
+    held: set[Spec] = set()
+    for i in rng.permutation(len(specs)):
+        if len(held) == target:
+            break
+        candidate = held | {specs[i]}
+        covered = set().union(*(_features(s) for s in specs if s not in candidate))
+        if covered >= needed:
+            held = candidate
+    return frozenset(held)
+
+
+def train_specs(category: str) -> list[Spec]:
+    """The specs of `category` training may use (empty for a wholly held-out category)."""
+    held = heldout_specs(category)
+    return [s for s in all_specs(category) if s not in held]
+
+
+def is_heldout(spec: Spec) -> bool:
+    return spec in heldout_specs(spec.category)
+
+
+TRAIN_CATEGORIES: tuple[str, ...] = tuple(c for c in CATEGORIES if c not in HELDOUT_CATEGORIES)
+
+
+def sample_train_prompt(rng: np.random.Generator, category: str) -> tuple[str, Spec, Scene]:
+    """A random training prompt of `category` (never a held-out spec), its spec and a scene."""
+    if category in HELDOUT_CATEGORIES:
+        raise ValueError(f"category '{category}' is held out whole; train on {TRAIN_CATEGORIES}")
+    while True:
+        spec = random_spec(rng, category)
+        if not is_heldout(spec):
+            return spec_text(spec), spec, scene_for_spec(spec, rng)
+
+
+def train_caption(scene: Scene, rng: np.random.Generator) -> tuple[str, Spec]:
+    """A truthful caption of `scene` whose spec is a training spec (ValueError when none is)."""
+    cats = supported_categories(scene)
+    for i in rng.permutation(len(cats)):
+        spec = scene_caption_spec(scene, cats[i])
+        if not is_heldout(spec):
+            return spec_text(spec), spec
+    raise ValueError("no training-split caption describes this scene")
+
+
+def geneval_prompts(n_per_category: int = 32, seed: int = 0) -> list[PromptItem]:
+    """The evaluation set: `n_per_category` held-out prompts in each of the six categories,
+    distinct within a category as far as its held-out specs allow (then cycled, with new
+    scenes), in a seeded order."""
+    items = []
+    for ci, cat in enumerate(CATEGORIES):
+        rng = np.random.default_rng([seed, ci, 7])
+        specs = sorted(heldout_specs(cat), key=spec_text)
+        order = rng.permutation(len(specs))
+        for i in range(n_per_category):
+            spec = specs[order[i % len(specs)]]
+            items.append(PromptItem(spec_text(spec), spec, cat, scene_for_spec(spec, rng)))
+    return items
