@@ -28,7 +28,9 @@ def test_stage0_smoke_writes_and_resumes(tmp_path, tiny_backbone_dir, capsys):
     assert "model" in str(sorted(p.name for p in ckpts[-1].iterdir()))
     assert "\nbatch_size = 3\n" in (ckpts[-1] / "config.toml").read_text()
     assert set(report["per_type"]) <= {"color", "count", "shape", "position"}
-    assert json.loads((out / "eval_vqa.json").read_text())["suite"] == "vqa"
+    saved = json.loads((out / "eval_vqa.json").read_text())
+    assert saved["suite"] == "vqa"
+    assert saved["code_lm"]["tokens"] > 100 and 0 < saved["code_lm"]["loss"] < 20
     w2 = checkpoint.load_weights(ckpts[-1], "model")
 
     # resume: the third step starts from step 2's weights and data position
@@ -51,3 +53,51 @@ def test_chunk_chars_reaches_the_code_corpus():
     long = make_data(load_config(CONFIG, ["--data.chunk_chars=2000"]))
     assert len(short.code) > 3 * len(long.code)
     assert max(len(c) for c in short.code) < max(len(c) for c in long.code)
+
+
+def test_model_stage0_trains_the_backbone_once_then_reuses_it(tmp_path, tiny_backbone_dir):
+    """`model.stage0`: the named stage-0 run is trained (its own process) when its final folder
+    is missing, reused when present, and a failed stage 0 is one clear error."""
+    from pathlib import Path
+
+    import pytest
+
+    from unimodal.config import ConfigError
+    from unimodal.train.chain import resolve_stage0
+    from unimodal.train.config import BackboneConfig
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "train_mllm.py"
+    out = tmp_path / "s0"
+    toml = tmp_path / "s0.toml"
+    toml.write_text(
+        f'[model]\npath = "{tiny_backbone_dir}"\n[train]\nout_dir = "{out}"\nsteps = 1\n'
+        "batch_size = 2\nwarmup_steps = 1\n[eval]\nvqa_samples = 0\n"
+    )
+    m = BackboneConfig(stage0=str(toml))
+    resolve_stage0(m, tool)
+    assert Path(m.path) == (out / "final").resolve()
+    assert (out / "final" / "config.json").is_file()
+    stamp = (out / "final" / "config.json").stat().st_mtime_ns
+    again = BackboneConfig(stage0=str(toml))
+    resolve_stage0(again, tool)  # reused: not trained a second time
+    assert again.path == m.path
+    assert (out / "final" / "config.json").stat().st_mtime_ns == stamp
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        f'[model]\npath = "{tmp_path / "missing"}"\n[train]\nout_dir = "{tmp_path / "b"}"\n'
+    )
+    with pytest.raises(ConfigError, match="stage 0 .* failed"):
+        resolve_stage0(BackboneConfig(stage0=str(bad)), tool)
+    with pytest.raises(ValueError, match="model.stage0 and model.path"):
+        BackboneConfig(stage0="mllm_tiny", path=str(tiny_backbone_dir))
+
+
+def test_held_out_code_modules_are_never_trained_on():
+    from unimodal.presets import CODE_MODULES, HELDOUT_CODE_MODULES, stdlib_code
+    from unimodal.stage0 import heldout_code, load_code_corpus
+
+    assert not set(CODE_MODULES) & set(HELDOUT_CODE_MODULES)
+    train = set(load_code_corpus(None, 300))
+    held = heldout_code(300)
+    assert held and not train & set(held)
+    assert "def dedent" in "".join(held) and "def dedent" not in "".join(stdlib_code())

@@ -31,6 +31,7 @@ from unimodal.gendata import GenData, batch_inputs
 from unimodal.generator import Generator
 from unimodal.grid import save_grid, to_pil
 from unimodal.train import EMA, loop, trainable
+from unimodal.train.chain import resolve_stage0
 from unimodal.train.gen_config import GenTrainConfig
 
 CONFIG = GenTrainConfig
@@ -38,6 +39,7 @@ CONFIG = GenTrainConfig
 
 def main(cfg: GenTrainConfig) -> dict:
     tc = cfg.train
+    resolve_stage0(cfg.model, Path(__file__).with_name("train_mllm.py"))
     run = loop.start(cfg, tc, "gen")
     gen = Generator(cfg.gen, loop.load_backbone(run, cfg.model))
     if cfg.speed.compile:  # one static graph per resolution (three scales)
@@ -133,7 +135,8 @@ def absolute_paths(cfg: GenTrainConfig, backbone_path: Path) -> GenTrainConfig:
         vae=replace(g.vae, path=absolute(g.vae.path)),
         encoder=replace(g.encoder, path=absolute(g.encoder.path)),
     )
-    return replace(cfg, model=replace(cfg.model, path=str(backbone_path.resolve())), gen=gen)
+    model = replace(cfg.model, path=str(backbone_path.resolve()), stage0="")
+    return replace(cfg, model=model, gen=gen)
 
 
 @torch.no_grad()

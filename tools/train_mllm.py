@@ -13,12 +13,14 @@ held-out VQA table at the end. The trained model is exported as a Hugging Face f
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
+from evals.code_lm import evaluate_code_loss
 from evals.vqa import evaluate_vqa, vqa_table
 from unimodal import checkpoint
 from unimodal.cli import run_tool
-from unimodal.stage0 import Stage0Data, collate, lm_loss
+from unimodal.stage0 import Stage0Data, collate, kind_losses
 from unimodal.train import loop
 from unimodal.train.mllm_config import MLLMConfig
 
@@ -28,7 +30,9 @@ CONFIG = MLLMConfig
 def make_data(cfg: MLLMConfig) -> Stage0Data:
     """The stage-0 mixture of `data.*` (seeded by `train.seed`)."""
     d = cfg.data
-    return Stage0Data(cfg.train.seed, d.image_size, d.weights, d.code_path, d.chunk_chars)
+    return Stage0Data(
+        cfg.train.seed, d.image_size, d.weights, d.code_path, d.chunk_chars, d.qa_per_image
+    )
 
 
 def main(cfg: MLLMConfig) -> dict:
@@ -43,19 +47,21 @@ def main(cfg: MLLMConfig) -> dict:
     model = loop.prepare(run, backbone)
     data = make_data(cfg)
 
-    def loss(prompt, mask):
+    def loss(prompt, mask, kinds):
         logits = model(prompt.input_ids, prompt.attention_mask, **prompt.extra)
-        return lm_loss(logits, prompt.input_ids, mask)
+        return kind_losses(logits, prompt.input_ids, mask, kinds)
 
     for _ in loop.steps(run):
         for _ in range(tc.grad_accum):
-            prompt, mask = collate(backbone, loop.take(run, data))
+            batch = loop.take(run, data)
+            prompt, mask = collate(backbone, batch)
             prompt, mask = prompt.to(run.acc.device), mask.to(run.acc.device)
-            row = loop.update(run, model, params, lambda p=prompt, m=mask: loss(p, m))
+            kinds = [ex.kind for ex in batch]
+            row = loop.update(run, model, params, partial(loss, prompt, mask, kinds))
         loop.log(run, row, show=("loss", "items_s"))
         loop.save(run, lambda: {"model": run.acc.get_state_dict(model)})
     report = finish_stage0(run, run.acc.unwrap_model(model), cfg) if run.complete else {}
-    loop.finish(run)
+    loop.finish(run, curves=("loss*", "items_s"))
     return report
 
 
@@ -72,8 +78,13 @@ def finish_stage0(run: loop.Run, backbone, cfg: MLLMConfig) -> dict:
         return {}
     e = cfg.eval
     report = evaluate_vqa(backbone, e.vqa_samples, cfg.data.image_size, e.batch_size)
+    if cfg.data.weights.get("code", 0) > 0:
+        report["code_lm"] = evaluate_code_loss(backbone, cfg.data.chunk_chars)
     (Path(run.out) / "eval_vqa.json").write_text(json.dumps(report, indent=2))
     print(vqa_table(report), flush=True)
+    if "code_lm" in report:
+        c = report["code_lm"]
+        print(f"held-out code LM: loss {c['loss']:.3f} per token ({c['tokens']} tokens)")
     return report
 
 

@@ -43,7 +43,6 @@ CODE_MODULES = (
     "collections",
     "random",
     "functools",
-    "textwrap",
     "string",
     "heapq",
     "bisect",
@@ -57,11 +56,12 @@ CODE_MODULES = (
     "enum",
     "dataclasses",
     "pprint",
-    "colorsys",
     "operator",
     "glob",
     "fnmatch",
 )
+# Held out of the tokenizer and of stage-0 LM: the held-out code loss is measured on them.
+HELDOUT_CODE_MODULES = ("textwrap", "colorsys")
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,15 @@ class Preset:
     # backbones: a large scale (tiny) mixes prompt tokens into the query positions strongly
     # but nonlinearly; a small one (tiny_gen) keeps the layers near-linear, so the query states
     # relative to the empty prompt are close to a bag of the prompt's token embeddings
+    patch_size: int = 14  # the vision tower's patch side in pixels (Qwen2-VL: 14)
+    max_pixels: int = 0  # resize ceiling (area); 0: 4 x image_pixels
 
 
 PRESETS = {
     "tiny": Preset(2048, 64, 128, 2, 4, 2, 1, 32, 2, 56 * 56, 0.3),
     "tiny_gen": Preset(2048, 64, 128, 2, 4, 2, 1, 32, 2, 56 * 56, 0.02),
     "small": Preset(8192, 384, 1024, 8, 6, 2, 4, 192, 4, 112 * 112, 0.02),
+    "cpu": Preset(2048, 128, 384, 4, 4, 2, 2, 64, 4, 64 * 64, 0.02, 8, 64 * 64),
 }
 
 
@@ -104,14 +107,14 @@ def shapes_text(n: int = 3000, seed: int = 0) -> Iterator[str]:
     """Captions, questions and answers from the shapes world (for the tokenizer corpus)."""
     import numpy as np
 
-    from unimodal.data import QTYPES, caption, questions, sample_scene
+    from unimodal.data import QTYPES, questions, sample_scene, train_caption
 
     rng = np.random.default_rng(seed)
     for _ in range(n):
         scene = sample_scene(rng)
         try:
-            yield caption(scene, rng)[0]
-        except ValueError:  # a scene no caption category describes
+            yield train_caption(scene, rng)[0]
+        except ValueError:  # a scene no training caption describes
             pass
         for qtype in QTYPES:
             for qa in questions(scene, qtype)[:2]:
@@ -144,8 +147,8 @@ def build_processor(p: Preset, tokenizer):
 
     image_processor = Qwen2VLImageProcessor(
         min_pixels=p.image_pixels,
-        max_pixels=p.image_pixels * 4,
-        patch_size=14,
+        max_pixels=p.max_pixels or p.image_pixels * 4,
+        patch_size=p.patch_size,
         merge_size=2,
         temporal_patch_size=2,
     )
@@ -185,7 +188,7 @@ def qwen2vl_config(p: Preset, tokenizer):
             embed_dim=p.vision_dim,
             hidden_size=p.hidden_size,
             num_heads=p.vision_heads,
-            patch_size=14,
+            patch_size=p.patch_size,
             spatial_merge_size=2,
             temporal_patch_size=2,
             initializer_range=p.init_std,

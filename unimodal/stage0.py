@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 
 from unimodal.backbone import Backbone, Message, Prompt
-from unimodal.data import render, sample_scene, train_caption, vqa_sample
-from unimodal.presets import stdlib_code
+from unimodal.data import QTYPES, questions, render, sample_scene, train_caption, vqa_sample
+from unimodal.presets import CODE_MODULES, HELDOUT_CODE_MODULES, stdlib_code
 
 CAPTION_QUESTION = "Describe the image."
 
@@ -40,8 +40,11 @@ def image_turn(question: str) -> list[Message]:
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
 
 
-def shapes_example(seed: int, index: int, kind: str, image_size: int) -> Example:
-    """A captioning or VQA example drawn deterministically from (seed, index)."""
+def shapes_example(
+    seed: int, index: int, kind: str, image_size: int, qa_per_image: int = 1
+) -> Example:
+    """A captioning or VQA example drawn deterministically from (seed, index); a VQA example
+    asks up to `qa_per_image` questions about its image, as turns of one conversation."""
     if kind == "caption":
         rng = np.random.default_rng([seed, index])
         while True:  # some scenes (four mixed objects, held-out specs) have no caption
@@ -54,12 +57,25 @@ def shapes_example(seed: int, index: int, kind: str, image_size: int) -> Example
         return Example(image_turn(CAPTION_QUESTION), [render(scene, image_size)], text)
     scene, qa = vqa_sample(seed, index)
     image = render(scene, image_size)
-    return Example(image_turn(qa.question), [image], qa.answer, kind="vqa", qtype=qa.qtype)
+    qas = [qa]
+    if qa_per_image > 1:
+        rng = np.random.default_rng([seed, index, 3])
+        more = [q for t in QTYPES for q in questions(scene, t) if q != qa]
+        qas += [more[i] for i in rng.permutation(len(more))[: qa_per_image - 1]]
+    messages = image_turn(qas[0].question)
+    for prev, q in zip(qas, qas[1:]):  # earlier answers are turns of the conversation
+        messages += [
+            {"role": "assistant", "content": prev.answer},
+            {"role": "user", "content": q.question},
+        ]
+    qa = qas[-1]
+    return Example(messages, [image], qa.answer, kind="vqa", qtype=qa.qtype)
 
 
 def load_code_corpus(path: str | None, chunk_chars: int = 600) -> list[str]:
-    """Python text for LM: standard-library sources, plus `code` fields of a JSONL if given."""
-    sources = stdlib_code()
+    """Python text for LM: standard-library sources (`CODE_MODULES`, never the held-out ones),
+    plus `code` fields of a JSONL if given."""
+    sources = stdlib_code(CODE_MODULES)
     if path:
         p = Path(path)
         if not p.is_file():
@@ -72,6 +88,11 @@ def load_code_corpus(path: str | None, chunk_chars: int = 600) -> list[str]:
                     raise ValueError(f"{p}:{n}: invalid JSON ({e.msg})") from None
                 if "code" in row:
                     sources.append(row["code"])
+    return chunk_sources(sources, chunk_chars)
+
+
+def chunk_sources(sources: list[str], chunk_chars: int) -> list[str]:
+    """Sources cut at line ends into chunks of at most `chunk_chars` characters."""
     chunks = []
     for src in sources:
         lines, cur = src.splitlines(keepends=True), ""
@@ -85,6 +106,11 @@ def load_code_corpus(path: str | None, chunk_chars: int = 600) -> list[str]:
     return chunks
 
 
+def heldout_code(chunk_chars: int = 600) -> list[str]:
+    """Chunks of the standard-library modules stage 0 and the tokenizer never see."""
+    return chunk_sources(stdlib_code(HELDOUT_CODE_MODULES), chunk_chars)
+
+
 class Stage0Data:
     """The stage-0 mixture, indexable by global sample index."""
 
@@ -95,8 +121,9 @@ class Stage0Data:
         weights: dict[str, float],
         code_path: str | None = None,
         chunk_chars: int = 600,
+        qa_per_image: int = 1,
     ):
-        self.seed, self.image_size = seed, image_size
+        self.seed, self.image_size, self.qa_per_image = seed, image_size, qa_per_image
         self.kinds = [k for k, w in weights.items() if w > 0]
         unknown = set(self.kinds) - {"caption", "vqa", "code"}
         if unknown or not self.kinds:
@@ -110,36 +137,80 @@ class Stage0Data:
         kind = self.kinds[int(rng.choice(len(self.kinds), p=self.probs))]
         if kind == "code":
             return Example(text=self.code[int(rng.integers(len(self.code)))], kind="code")
-        return shapes_example(self.seed, index, kind, self.image_size)
+        return shapes_example(self.seed, index, kind, self.image_size, self.qa_per_image)
 
 
 def collate(backbone: Backbone, examples: list[Example]) -> tuple[Prompt, torch.Tensor]:
-    """Tokenise a batch; returns the prompt and a loss mask (B, L) over target tokens."""
-    tok = backbone.tokenizer
-    eos = tok.eos_token
-    texts, images, n_target = [], [], []
+    """Tokenise a batch; returns the prompt and a loss mask (B, L) over target tokens: every
+    token of a code chunk, every assistant answer (with its end token) of a chat example."""
+    eos = backbone.tokenizer.eos_token
+    texts, images = [], []
     for ex in examples:
-        if ex.kind == "code":
-            texts.append(ex.text + eos)
-            images.append([])
-            n_target.append(None)
-        else:
-            texts.append(backbone.render(ex.messages) + ex.answer + eos)
-            images.append(ex.images)
-            n_target.append(len(tok(ex.answer + eos, add_special_tokens=False)["input_ids"]))
+        chat = ex.kind != "code"
+        texts.append(backbone.render(ex.messages) + ex.answer + eos if chat else ex.text + eos)
+        images.append(ex.images if chat else [])
     prompt = backbone.encode(texts, images if any(images) else None)
     mask = prompt.attention_mask.clone()
-    length = mask.shape[1]
-    for i, n in enumerate(n_target):
-        if n is not None:
-            mask[i, : length - n] = 0  # left padding: the answer is the last n tokens
+    header = assistant_header(backbone)
+    end = backbone.tokenizer.convert_tokens_to_ids(eos)
+    for i, ex in enumerate(examples):
+        if ex.kind != "code":
+            mask[i] = answer_spans(prompt.input_ids[i].tolist(), header, end)
     return prompt, mask
+
+
+def assistant_header(backbone: Backbone) -> list[int]:
+    """Token ids the chat template puts before an assistant answer (its generation prompt)."""
+    turn = [{"role": "user", "content": "x"}]
+    full, bare = backbone.render(turn), backbone.render(turn, add_generation_prompt=False)
+    if not full.startswith(bare) or full == bare:
+        raise ValueError(f"{backbone.path}: chat template has no assistant generation prompt")
+    return backbone.tokenizer(full[len(bare) :], add_special_tokens=False)["input_ids"]
+
+
+def answer_spans(ids: list[int], header: list[int], end: int) -> torch.Tensor:
+    """1 on each token after an assistant header up to and including the next `end` token."""
+    out, n, i = torch.zeros(len(ids), dtype=torch.long), len(header), 0
+    while i + n <= len(ids):
+        if ids[i : i + n] != header:
+            i += 1
+            continue
+        i += n
+        while i < len(ids):
+            out[i] = 1
+            i += 1
+            if ids[i - 1] == end:
+                break
+    return out
+
+
+def token_ce(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor):
+    """Next-token cross-entropy (B, L-1) and its target mask (B, L-1); logits (B, L, V)."""
+    target = input_ids[:, 1:]
+    ce = torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), target, reduction="none"
+    )
+    return ce, mask[:, 1:].float()
 
 
 def lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy over the masked target tokens; logits (B, L, V)."""
-    logits = logits[:, :-1].float()  # (B, L-1, V)
-    target = input_ids[:, 1:]
-    m = mask[:, 1:].float()
-    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+    ce, m = token_ce(logits, input_ids, mask)
     return (ce * m).sum() / m.sum().clamp(min=1)
+
+
+def kind_losses(
+    logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor, kinds: list[str]
+) -> dict[str, torch.Tensor]:
+    """`loss`, what trains: each example's mean target-token cross-entropy, averaged over the
+    examples (so a 100-token code chunk weighs as much as a one-word VQA answer, and the mixture
+    weights alone set each kind's share); and `loss_<kind>` per kind present (caption, vqa,
+    code; per token, detached, for the curves)."""
+    ce, m = token_ce(logits, input_ids, mask)
+    per_row, n_row = (ce * m).sum(1), m.sum(1)
+    out = {"loss": (per_row / n_row.clamp(min=1)).mean()}
+    per_row = per_row.detach()
+    for kind in sorted(set(kinds)):
+        rows = torch.tensor([k == kind for k in kinds], device=ce.device)
+        out[f"loss_{kind}"] = per_row[rows].sum() / n_row[rows].sum().clamp(min=1)
+    return out

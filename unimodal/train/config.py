@@ -19,7 +19,9 @@ class BackboneConfig:
     """Which backbone a tool loads: a local Hugging Face folder, or an offline preset."""
 
     path: str = ""  # a local HF folder; empty builds the offline `preset` backbone
-    preset: str = "tiny"  # tiny | tiny_gen | small (unimodal/presets.py)
+    preset: str = "tiny"  # tiny | tiny_gen | cpu | small (unimodal/presets.py)
+    stage0: str = ""  # a train_mllm config whose OUT/final is the backbone, trained first when
+    # missing (unimodal/train/chain.py); excludes `path`
     dtype: str = "auto"  # auto | float32 | bfloat16 (auto: unimodal.train.loop.load_backbone)
     gradient_checkpointing: bool = False  # for the training forward passes only
 
@@ -30,6 +32,8 @@ class BackboneConfig:
             raise ValueError(f"model.preset: unknown '{self.preset}'; one of {sorted(PRESETS)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype: unknown '{self.dtype}' ({' | '.join(DTYPES)})")
+        if self.stage0 and self.path:
+            raise ValueError("model.stage0 and model.path: set one (stage0 trains the path)")
 
 
 @dataclass

@@ -16,10 +16,13 @@ class Stage0DataConfig:
     )
     code_path: str | None = None  # optional JSONL with a `code` field (e.g. CRUXEval)
     chunk_chars: int = 600  # code LM: source split into chunks of at most this many characters
+    qa_per_image: int = 1  # VQA: questions asked (and answered, as turns) about each image
 
     def __post_init__(self) -> None:
         if self.chunk_chars < 1:
             raise ValueError(f"data.chunk_chars: must be >= 1, got {self.chunk_chars}")
+        if self.qa_per_image < 1:
+            raise ValueError(f"data.qa_per_image: must be >= 1, got {self.qa_per_image}")
 
 
 @dataclass
