@@ -103,3 +103,42 @@ BAD = [
 def test_bad_completion_requests_are_a_400(client, body, fragment):
     r = client.post(DONE, json=body)
     assert r.status_code == 400 and fragment in r.json()["error"]["message"], r.text
+
+
+def test_token_ids_for_rl_engines(client, serve_pipe):
+    """vLLM's extensions: tokens as "token_id:N", token_ids / prompt_token_ids, stop_token_ids;
+    the log-probs are the model's own for exactly those tokens."""
+    bb = serve_pipe.backbone
+    kw = {"logprobs": 0, "return_tokens_as_token_ids": True, "return_token_ids": True}
+    body = complete(client, prompt=["hello", "a red"], max_tokens=6, seed=3, **kw)
+    for c, p in zip(body["choices"], ["hello", "a red"]):
+        ids, prompt = c["token_ids"], c["prompt_token_ids"]
+        assert prompt == bb.tokenizer(p)["input_ids"] and len(ids) == 6
+        assert c["logprobs"]["tokens"] == [f"token_id:{t}" for t in ids]
+        assert c["text"] == bb.tokenizer.decode(ids, skip_special_tokens=True)
+        seq = torch.tensor([prompt + ids])
+        want, _ = bb.token_logprobs(Prompt(seq, torch.ones_like(seq), {}))
+        assert c["logprobs"]["token_logprobs"] == pytest.approx(want[0, -6:].tolist(), abs=1e-4)
+    greedy = complete(client, prompt="hello", max_tokens=6, temperature=0, **kw)["choices"][0]
+    cut = complete(client, prompt="hello", max_tokens=6, temperature=0, stop_token_ids=[greedy["token_ids"][2]], **kw)  # fmt: skip
+    (c,) = cut["choices"]
+    assert c["finish_reason"] == "stop" and c["token_ids"] == greedy["token_ids"][:3]
+    assert len(c["logprobs"]["tokens"]) == 3  # the ending token is returned, as vLLM does
+    r = client.post(DONE, json={"prompt": "a", "stop_token_ids": [10**6]})
+    assert r.status_code == 400 and "stop_token_ids" in r.json()["error"]["message"]
+    r = client.post(DONE, json={"prompt": "a", "stream": True, "return_token_ids": True})
+    assert r.status_code == 400 and "return_token_ids" in r.json()["error"]["message"]
+
+
+def test_processed_logprobs_are_those_of_the_sampling_distribution(serve_pipe):
+    bb, t = serve_pipe.backbone, 0.5
+    cfg = ServeConfig(max_tokens=8, default_max_tokens=8, logprobs_mode="processed_logprobs")
+    req = {"prompt": "hello", "max_tokens": 4, "seed": 1, "temperature": t, "logprobs": 0}
+    req |= {"return_token_ids": True}
+    with TestClient(create_app(serve_pipe, cfg), base_url="http://127.0.0.1") as c:
+        (got,) = c.post(DONE, json=req).json()["choices"]
+    seq = torch.tensor([got["prompt_token_ids"] + got["token_ids"]])
+    want, _ = bb.token_logprobs(Prompt(seq, torch.ones_like(seq), {}), temperature=t)
+    assert got["logprobs"]["token_logprobs"] == pytest.approx(want[0, -4:].tolist(), abs=1e-4)
+    with pytest.raises(ValueError, match="logprobs_mode"):
+        ServeConfig(logprobs_mode="logits")

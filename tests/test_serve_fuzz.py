@@ -41,6 +41,8 @@ OPERATIONS = [
     ("GET", "/health"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model}"),
+    ("POST", "/v1/load_lora_adapter"),  # off here (no lora_dir): a 403 or a 400, never a 5xx
+    ("POST", "/v1/unload_lora_adapter"),
 ]
 JSON_BODIES = [p for m, p in OPERATIONS if m == "POST" and not p.endswith("edits")]
 SURROGATES = st.characters(categories=["Cs"])  # one, so never a valid pair

@@ -3,6 +3,11 @@
     python tools/serve.py --model runs/gen_tiny/final            # http://127.0.0.1:8000/
     python tools/serve.py --model DIR --host 127.0.0.1 --port 8080 --max_steps=50 --max_n=2
     UNIMODAL_API_KEY=KEY python tools/serve.py --model DIR        # or --api_key=KEY
+    python tools/serve.py --model BACKBONE --lora_dir=runs         # an RL rollout engine
+
+The heads in DIR/heads/ are served as model ids `unimodal:<head>`; with `--lora_dir` adapter
+folders under it can be hot-loaded (POST /v1/load_lora_adapter, vLLM's shape), which is how
+`tools/train_azr.py --rl.engine=http` and `train_rm.py` keep the engine on the current head.
 
 Every `ServeConfig` field (see unimodal/serve/limits.py) is a flag; `--help` lists them. With an
 API key every /v1 request needs `Authorization: Bearer KEY` (the page asks for it, or takes it

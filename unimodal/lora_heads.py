@@ -2,7 +2,9 @@
 
 Each head (proposer, solver, judge ...) is injected with peft's `inject_adapter_in_model` under
 its own adapter name; at most one is active, and only its weights require gradients. With all
-heads off the model is the frozen reference. Left out on purpose: merging heads into the weights.
+heads off the model is the frozen reference. Heads can be removed again (a server unloading a
+hot-loaded adapter); `unimodal.adapters` saves and loads them as PEFT adapter folders.
+Left out on purpose: merging heads into the weights.
 """
 
 from __future__ import annotations
@@ -71,7 +73,28 @@ class LoraHeads:
         cfg = lora_config(r, alpha, dropout, target_modules)
         inject_adapter_in_model(cfg, self.model, adapter_name=name)
         self.lora_names.append(name)
+        self.lora_specs[name] = LoraHeadConfig(name, r, alpha, dropout, tuple(target_modules))
         self.set_lora(None)
+
+    def remove_lora(self, name: str) -> None:
+        """Delete head `name` (its weights leave the model); the others are untouched, all off."""
+        if name not in self.lora_names:
+            raise ValueError(
+                f"no LoRA head '{name}' (have: {', '.join(self.lora_names) or 'none'})"
+            )
+        for layer in self._lora_layers():
+            if name in getattr(layer, "lora_A", {}):
+                layer.delete_adapter(name)
+        self.lora_names.remove(name)
+        self.lora_specs.pop(name, None)
+        self.set_lora(None)
+
+    @property
+    def lora_specs(self) -> dict[str, LoraHeadConfig]:
+        """The shape of every head added, by name."""
+        if not hasattr(self, "_lora_specs"):
+            self._lora_specs: dict[str, LoraHeadConfig] = {}
+        return self._lora_specs
 
     def add_head(self, head: LoraHeadConfig) -> list[nn.Parameter]:
         """Add `head` with fp32 weights (even on a bf16 base) and switch it on; its parameters."""

@@ -12,6 +12,12 @@ batched matrix products; pixel-equal on the CPU).
 
 `pipe.session()` keeps a multi-turn conversation with its images: "now make the circle blue"
 after "draw a red circle" edits the last image, and chat questions see every earlier image.
+
+Heads: `dir/heads/<name>/` folders (PEFT adapters, `unimodal.adapters`; `tools/add_heads.py`
+writes them, e.g. `azr` and `judge`) are LoRA heads on the one backbone. `chat(..., head="azr")`
+answers with one on; `generate` / `edit` always run with every head off, so heads never change
+the images. `judge(prompt, a, b)` renders and parses with an injected `JudgeFormat` (RM-R1's
+lives in `reasoning.rm_r1.judge`, which `unimodal` does not import: `with_judge(pipe)` there).
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from PIL import Image
 
+from unimodal.adapters import is_adapter, load_adapter
 from unimodal.backbone import Backbone, Message, check_model_dir
 from unimodal.config import from_dict, read_toml
 from unimodal.data import to_pixels
@@ -31,12 +39,28 @@ from unimodal.generator import Generator, GenModelConfig
 from unimodal.grid import to_pil
 
 
-class Pipeline:
-    """Chat with the backbone and generate images with the trained generator."""
+class JudgeFormat(Protocol):
+    """How a judge head is prompted and its trace read (e.g. RM-R1's chain of rubrics)."""
 
-    def __init__(self, backbone: Backbone, generator: Generator | None = None):
+    def messages(self, prompt: Any, answer_a: str, answer_b: str) -> list[Message]: ...
+
+    def parse(self, trace: str) -> Any: ...
+
+
+class Pipeline:
+    """Chat with the backbone (or one of its heads) and generate images with the generator."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        generator: Generator | None = None,
+        heads: dict[str, dict] | None = None,
+        judge_format: JudgeFormat | None = None,
+    ):
         self.backbone = backbone
         self.generator = generator
+        self.heads = dict(heads or {})  # head name -> its metadata (head.json)
+        self.judge_format = judge_format
 
     @classmethod
     def from_pretrained(
@@ -58,11 +82,13 @@ class Pipeline:
             backbone = Backbone.from_pretrained(check_model_dir(backbone_dir), dtype=dtype)
             gen = Generator(cfg, backbone, pretrained_weights=False)  # weights: just below
             gen.load_trainable_state_dict(load_file(p / "generator.safetensors"))
+            heads = load_heads(backbone, p)
             gen.to(device).eval()
-            return cls(backbone, gen)
+            return cls(backbone, gen, heads)
         backbone = Backbone.from_pretrained(p, dtype=dtype).freeze()
+        heads = load_heads(backbone, p)
         backbone.to(device)
-        return cls(backbone)
+        return cls(backbone, heads=heads)
 
     def chat(
         self,
@@ -71,11 +97,39 @@ class Pipeline:
         stream: bool = False,
         max_new_tokens: int = 256,
         temperature: float = 0.0,
+        head: str | None = None,
     ) -> str | Iterator[str]:
-        """Answer a conversation; `stream=True` yields text pieces."""
+        """Answer a conversation, with LoRA head `head` on (None: the base model);
+        `stream=True` yields text pieces (the head stays on until the stream ends)."""
         if stream:
-            return self.backbone.chat_stream(messages, images, max_new_tokens, temperature)
-        return self.backbone.chat(messages, images, max_new_tokens, temperature)
+            return self._stream(messages, images, max_new_tokens, temperature, head)
+        with self.backbone.lora(head):
+            return self.backbone.chat(messages, images, max_new_tokens, temperature)
+
+    def _stream(self, messages, images, max_new_tokens, temperature, head) -> Iterator[str]:
+        with self.backbone.lora(head):
+            yield from self.backbone.chat_stream(messages, images, max_new_tokens, temperature)
+
+    def judge(
+        self,
+        prompt: str | list[Message],
+        answer_a: str,
+        answer_b: str,
+        head: str = "judge",
+        max_new_tokens: int = 1024,
+    ) -> Any:
+        """Which answer to `prompt` is better, judged greedily by head `head`: what the
+        `judge_format` parses from the trace (RM-R1: a `Judgement` with verdict and rubric)."""
+        if self.judge_format is None:
+            raise ValueError(
+                "no judge format: use reasoning.rm_r1.judge.with_judge(pipe) (or set "
+                "pipe.judge_format); unimodal does not import reasoning"
+            )
+        if head not in self.backbone.lora_names:
+            raise ValueError(f"no head '{head}' in this model (heads: {sorted(self.heads)})")
+        messages = self.judge_format.messages(prompt, answer_a, answer_b)
+        trace = self.chat(messages, max_new_tokens=max_new_tokens, head=head)
+        return self.judge_format.parse(trace)
 
     def generate(
         self,
@@ -96,7 +150,8 @@ class Pipeline:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         prompts = [p for p in prompts for _ in range(num_images)]
         seeds = list(range(seed, seed + len(prompts))) if seeds is None else list(seeds)
-        out = self.generator.generate(prompts, steps=steps, guidance=guidance, seeds=seeds)
+        with self.backbone.lora(None):  # the generator reads the frozen base, never a head
+            out = self.generator.generate(prompts, steps=steps, guidance=guidance, seeds=seeds)
         return to_pil(out)
 
     def edit(
@@ -120,20 +175,30 @@ class Pipeline:
         size = gen.cfg.resolutions[-1]
         src = image.convert("RGB").resize((size, size), Image.BICUBIC)
         ref = to_pixels(src)[None].repeat(num_images, 1, 1, 1)
-        out = gen.generate(
-            [instruction] * num_images,
-            images=[[src]] * num_images,
-            ref=ref,
-            steps=steps,
-            guidance=text_guidance,
-            image_guidance=image_guidance,
-            seeds=list(range(seed, seed + num_images)),
-        )
+        with self.backbone.lora(None):  # the generator reads the frozen base, never a head
+            out = gen.generate(
+                [instruction] * num_images,
+                images=[[src]] * num_images,
+                ref=ref,
+                steps=steps,
+                guidance=text_guidance,
+                image_guidance=image_guidance,
+                seeds=list(range(seed, seed + num_images)),
+            )
         return to_pil(out)
 
     def session(self) -> Session:
         """A multi-turn session that remembers the conversation and its images."""
         return Session(self)
+
+
+def load_heads(backbone: Backbone, folder: Path) -> dict[str, dict]:
+    """Attach every `folder/heads/<name>/` adapter to `backbone` (all off); their metadata."""
+    heads = {}
+    for sub in sorted((folder / "heads").glob("*")) if (folder / "heads").is_dir() else []:
+        if is_adapter(sub):
+            heads[sub.name] = load_adapter(backbone, sub, sub.name)
+    return heads
 
 
 @dataclass

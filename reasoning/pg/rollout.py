@@ -2,8 +2,10 @@
 
 A `Rollout` is one (prompt, response) sequence, unpadded, so rollouts of different prompts,
 task types and roles can be mixed freely and re-batched in any micro-batch size. `generate`
-samples them from the backbone with a LoRA head switched on; `collate` packs a list back into a
-left-padded batch whose response tokens are right-aligned (so one slice selects them).
+samples them from the backbone with a LoRA head switched on, or from an inference engine
+(`engine`, e.g. `reasoning.pg.http_engine.HTTPEngine`) serving the same head; `collate` packs a
+list back into a left-padded batch whose response tokens are right-aligned (so one slice
+selects them).
 Left out on purpose: multi-turn rollouts and images in RL prompts.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -30,10 +33,27 @@ class Rollout:
     key: str = ""
     reward: float = 0.0
     advantage: float = 0.0
+    from_engine: bool = False  # sampled by an inference engine: `logprobs` are the engine's
+    weights: torch.Tensor | None = None  # (T,) importance weights of the update (None: 1)
 
     @property
     def length(self) -> int:
         return int(self.completion_ids.shape[0])
+
+
+class Engine(Protocol):
+    """Something other than the trainer's own model that samples rollouts of a head."""
+
+    def generate(
+        self,
+        backbone: Backbone,
+        prompts: Sequence[str],
+        head: str | None,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        generator: torch.Generator | None,
+    ) -> list[Rollout]: ...
 
 
 @torch.no_grad()
@@ -48,10 +68,16 @@ def generate(
     generator: torch.Generator | None = None,
     static: bool = False,
     compile: bool = False,
+    engine: Engine | None = None,
 ) -> list[Rollout]:
     """Sample one response per rendered prompt with LoRA head `head` on (None: the base model).
 
-    `static` / `compile`: a preallocated KV cache / and a compiled decode step (`sample`)."""
+    `static` / `compile`: a preallocated KV cache / and a compiled decode step (`sample`);
+    `engine`: sample there instead (it serves `head`; `batch_size` is the engine's business)."""
+    if engine is not None:
+        return engine.generate(
+            backbone, prompts, head, max_new_tokens, temperature, top_p, generator
+        )
     out: list[Rollout] = []
     with backbone.lora(head):
         for s in range(0, len(prompts), batch_size):
@@ -85,6 +111,7 @@ class Batch:
     response_mask: torch.Tensor  # (B, T) 1 on response tokens (the last T_i columns of row i)
     old_logprobs: torch.Tensor  # (B, T) sampling log-probs, 0 where masked
     advantages: torch.Tensor  # (B,)
+    weights: torch.Tensor  # (B, T) importance weights of the surrogate, 0 where masked
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(*(t.to(device) for t in vars(self).values()))
@@ -99,14 +126,16 @@ def collate(rollouts: Sequence[Rollout], pad_id: int) -> Batch:
     attn = torch.zeros(n, length, dtype=torch.long)
     resp = torch.zeros(n, t_max, dtype=torch.long)
     old = torch.zeros(n, t_max)
+    weights = torch.zeros(n, t_max)
     for i, (s, r) in enumerate(zip(seqs, rollouts)):
         ids[i, length - s.shape[0] :] = s
         attn[i, length - s.shape[0] :] = 1
         if r.length:
             resp[i, t_max - r.length :] = 1
             old[i, t_max - r.length :] = r.logprobs
+            weights[i, t_max - r.length :] = 1.0 if r.weights is None else r.weights
     adv = torch.tensor([r.advantage for r in rollouts], dtype=torch.float32)
-    return Batch(ids, attn, resp, old, adv)
+    return Batch(ids, attn, resp, old, adv, weights)
 
 
 def response_logprobs(

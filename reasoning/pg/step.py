@@ -6,8 +6,11 @@ reference log-probs with every head off (`backbone.lora(None)` under no_grad: th
 share the whole batch's normaliser (`batch_normaliser`), so the accumulated gradient equals the
 full-batch one, then clips the gradient norm and takes one optimizer step. `model` is whatever
 computes logits from (input_ids, attention_mask): the backbone itself or its accelerate/DDP-
-prepared wrapper. Left out on purpose: several PPO epochs / mini-batch steps per batch (the
-official AZR and RM-R1 code take several; reasoning/azr/README.md, the RM-R1 7B config).
+prepared wrapper. Rollouts sampled by an inference engine are first given the trainer's own
+old log-probs and importance weights (`correction`, see `reasoning.pg.correction`); without a
+correction, or with rollouts of the trainer itself, that step is skipped (a no-op).
+Left out on purpose: several PPO epochs / mini-batch steps per batch (the official AZR and
+RM-R1 code take several; reasoning/azr/README.md, the RM-R1 7B config).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from typing import Any
 
 import torch
 
+from reasoning.pg.correction import correct
 from reasoning.pg.rollout import Batch, Rollout, collate, response_logprobs
 from unimodal.backbone import Backbone
+from unimodal.pg.importance import Correction
 from unimodal.pg.loss import AGGREGATIONS, pg_loss
 
 
@@ -62,17 +67,25 @@ def policy_step(
     optimizer: torch.optim.Optimizer,
     cfg: PGConfig,
     accelerator: Any = None,
+    correction: Correction | None = None,
 ) -> dict[str, float]:
-    """One clipped update of head `head` on `rollouts` (advantages already set); returns stats."""
+    """One clipped update of head `head` on `rollouts` (advantages already set); returns stats.
+
+    `correction`: how rollouts with `from_engine` set are corrected (None: used as they are)."""
     if not rollouts:
         return {}
-    normaliser = batch_normaliser(cfg, [r.length for r in rollouts])
-    n_tokens = float(sum(r.length for r in rollouts))
-    by_len = sorted(rollouts, key=lambda r: r.prompt_ids.shape[0] + r.length)  # less padding
-    chunks = [by_len[s : s + cfg.micro_batch] for s in range(0, len(by_len), cfg.micro_batch)]
-    totals: dict[str, float] = {}
-    optimizer.zero_grad(set_to_none=True)
     backbone.set_lora(head)
+    totals: dict[str, float] = {}
+    by_len = sorted(rollouts, key=lambda r: r.prompt_ids.shape[0] + r.length)  # less padding
+    if correction is not None and any(r.from_engine for r in rollouts):
+        by_len, stats = correct(
+            model, backbone, by_len, cfg.temperature, cfg.micro_batch, correction, accelerator
+        )
+        totals |= {f"is_{k}": v for k, v in stats.items()}
+    normaliser = batch_normaliser(cfg, [r.length for r in by_len])
+    n_tokens = float(sum(r.length for r in by_len))
+    chunks = [by_len[s : s + cfg.micro_batch] for s in range(0, len(by_len), cfg.micro_batch)]
+    optimizer.zero_grad(set_to_none=True)
     for c, chunk in enumerate(chunks):
         batch = collate(chunk, backbone.tokenizer.pad_token_id).to(backbone.device)
         last = c == len(chunks) - 1
@@ -116,6 +129,7 @@ def _backward(
             logp, batch.old_logprobs, batch.advantages, batch.response_mask,
             cfg.clip_low, cfg.clip_high, cfg.aggregation, normaliser,
             ref_logp=ref_lp, kl_coef=cfg.kl_coef, entropy=entropy, entropy_coef=cfg.entropy_coef,
+            weights=batch.weights,
         )  # fmt: skip
     if accelerator is not None:
         accelerator.backward(loss)

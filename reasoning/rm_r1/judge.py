@@ -3,7 +3,9 @@
 `judge(backbone, prompt, answer_a, answer_b)` answers one pair; `judge_many` batches; both use
 `parse_verdict`, the same parser the RL reward uses. A judge head is saved as a folder holding
 `judge_lora.safetensors` and `judge_lora.json` (LoRA shape and prompt style); `load_head` adds
-it to a backbone. Left out: self-consistency voting over several sampled traces.
+it to a backbone. `with_judge(pipe)` lets a `unimodal.pipeline.Pipeline` whose model folder
+holds a `judge` head answer `pipe.judge(prompt, a, b)` with the same prompts and parser
+(`RubricFormat`). Left out: self-consistency voting over several sampled traces.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -21,6 +24,9 @@ from reasoning.rm_r1.verdict import Verdict, parse_verdict
 from unimodal.backbone import Backbone, Message
 from unimodal.lora_heads import LoraHeadConfig
 from unimodal.sampling import sample
+
+if TYPE_CHECKING:
+    from unimodal.pipeline import Pipeline
 
 PairInput = tuple[str | Sequence[Message], str, str]  # (prompt or conversation, A, B)
 
@@ -121,3 +127,26 @@ def load_head(backbone: Backbone, folder: str | Path, name: str | None = None) -
         state = {k.replace(f".{spec.name}.", f".{name}."): v for k, v in state.items()}
     backbone.load_lora_state_dict(name, state)
     return spec
+
+
+@dataclass(frozen=True)
+class RubricFormat:
+    """RM-R1's judge prompt and verdict parser, as a `unimodal.pipeline.JudgeFormat`."""
+
+    style: PromptStyle = "instruct"
+
+    def messages(self, prompt: str | Sequence[Message], answer_a: str, answer_b: str) -> list:
+        return judge_messages(prompt, answer_a, answer_b, self.style)
+
+    def parse(self, trace: str) -> Judgement:
+        return Judgement(parse_verdict(trace), trace)
+
+
+def with_judge(pipe: Pipeline, head: str = "judge", style: PromptStyle | None = None) -> Pipeline:
+    """`pipe`, now able to `pipe.judge(prompt, a, b, head=head)`; the prompt style is the head's
+    own (its `head.json`, written by tools/add_heads.py) unless given."""
+    style = style or pipe.heads.get(head, {}).get("style", "instruct")
+    if style not in STYLES:
+        raise ValueError(f"judge style: unknown '{style}' ({' | '.join(STYLES)})")
+    pipe.judge_format = RubricFormat(style)
+    return pipe

@@ -97,12 +97,17 @@ def pg_loss(
     kl_coef: float = 0.0,
     entropy: torch.Tensor | None = None,
     entropy_coef: float = 0.0,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The full objective on one (micro-)batch: clipped surrogate + beta k3 KL - c_H entropy.
 
     All token tensors are (B, T) over response tokens; returns (loss, detached statistics).
+    `weights` (B, T) scale the surrogate term per token (importance weights, `unimodal.pg.
+    importance`).
     """
     per_token, clipped = clipped_surrogate(logp, old_logp, advantages, clip_low, clip_high)
+    if weights is not None:
+        per_token = per_token * weights
     stats = {"clip_frac": aggregate(clipped, mask, "token-mean").detach()}
     if ref_logp is not None:
         kl = k3_kl(logp, ref_logp)  # (B, T)

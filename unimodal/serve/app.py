@@ -1,8 +1,10 @@
 """The FastAPI application: OpenAI-compatible routes, the web page, and error handling.
 
-`create_app(pipe, cfg)` wires the routes of `unimodal.serve.chat`, `.completions` and `.images`
-to one `Worker` that owns the pipeline. Every error answer is JSON in OpenAI's shape
-(`{"error": {"message", "type", "param", "code"}}`) and a 4xx for anything a client sent:
+`create_app(pipe, cfg)` wires the routes of `unimodal.serve.chat`, `.completions`, `.images`
+and `.adapters` (LoRA hot-loading) to one `Worker` that owns the pipeline; `/v1/models` lists
+the base model and every LoRA head as its own model id (`unimodal.serve.state`). Every error
+answer is JSON in OpenAI's shape (`{"error": {"message", "type", "param", "code"}}`) and a 4xx
+for anything a client sent:
 400 for malformed JSON, schema violations, unsupported parameters and capabilities the model
 lacks, 401 / 403 from `unimodal.serve.security`, 404 for unknown models and routes, 413 for
 sizes, 429 (with Retry-After) when busy. `Guard`, the outermost ASGI middleware, gives every
@@ -31,7 +33,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from unimodal.serve import chat, completions, images
+from unimodal.serve import adapters, chat, completions, images
 from unimodal.serve.limits import ApiError, ServeConfig, error_body, safe_text, short
 from unimodal.serve.schemas import ERRORS, Health, ModelCard, ModelList
 from unimodal.serve.security import Shield, split_list
@@ -40,6 +42,7 @@ from unimodal.serve.worker import Worker
 
 log = logging.getLogger("unimodal.serve")
 STATIC = resources.files("unimodal") / "serve" / "static"
+TEXT_CAPS = ("chat.completions", "completions")  # what a LoRA head serves
 DOCS_NOTE = """<!doctype html><meta charset="utf-8"><title>unimodal API</title>
 <p>The interactive API docs are off: they would load their JavaScript from a CDN.
 The API is described by its OpenAPI schema at <a href="/openapi.json">/openapi.json</a>
@@ -171,20 +174,22 @@ def _server_routes(app: FastAPI, state: ServerState, api_key: str) -> None:
         )
         return JSONResponse(body.model_dump(), 200 if ok else 503)
 
-    def card() -> ModelCard:
-        caps = state.capabilities()
-        return ModelCard(id=cfg.model_name, created=int(state.started), capabilities=caps)
+    def cards() -> list[ModelCard]:
+        created, base = int(state.started), cfg.model_name
+        out = [ModelCard(id=base, created=created, capabilities=state.capabilities())]
+        for served, _, root in state.models()[1:]:
+            out.append(ModelCard(id=served, created=created, capabilities=list(TEXT_CAPS),
+                                 parent=base, root=root))  # fmt: skip
+        return out
 
     @app.get("/v1/models", response_model=ModelList, tags=["server"])
     async def models() -> ModelList:
-        return ModelList(data=[card()])
+        return ModelList(data=cards())
 
     @app.get("/v1/models/{model}", response_model=ModelCard, responses=ERRORS, tags=["server"])
     async def model(model: str) -> ModelCard:
-        if model != cfg.model_name:
-            msg = f"unknown model {short(model)}; this server serves '{cfg.model_name}'"
-            raise ApiError(404, msg, "model", "model_not_found")
-        return card()
+        head = state.head_of(model)  # a 404 for unknown ids
+        return next(c for c in cards() if c.id == model or (head and c.id == head))
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -235,6 +240,7 @@ def create_app(pipe: Any, cfg: ServeConfig | None = None) -> FastAPI:
     app.include_router(chat.router)
     app.include_router(completions.router)
     app.include_router(images.router)
+    app.include_router(adapters.router)
     _server_routes(app, state, api_key)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app

@@ -5,9 +5,10 @@ image each (decoded within the budgets of `unimodal.serve.imaging`), the form th
 takes; `developer` messages are sent as `system`. Sampling follows OpenAI's defaults
 (temperature 1, top_p 1); `seed`, `stop`, `n` (choice i is sampled with seed + i; without a
 seed the server draws one), `logprobs` / `top_logprobs` are honoured (see
-`unimodal.serve.decoding`). Streaming sends `chat.completion.chunk` objects as server-sent
-events and ends with `data: [DONE]`; a client that hangs up stops the decoding between tokens,
-streamed or not. Token counts in `usage` are exact (image tokens included in the prompt's).
+`unimodal.serve.decoding`); `model` may name a LoRA head (`unimodal:judge`, see
+`unimodal.serve.state`), which then answers. Streaming sends `chat.completion.chunk` objects as
+server-sent events and ends with `data: [DONE]`; a client that hangs up stops the decoding
+between tokens, streamed or not. Token counts in `usage` are exact (image tokens included in the prompt's).
 
 Left out on purpose: tools / function calling, JSON mode, audio, penalties (each is a 400).
 """
@@ -27,7 +28,7 @@ from PIL import Image
 
 from unimodal.serve.decoding import Finish, Piece, Sampling, TokenLogprob
 from unimodal.serve.imaging import ImageDecoder
-from unimodal.serve.limits import ApiError, ServeConfig, check_model, check_range, check_reserved
+from unimodal.serve.limits import ApiError, ServeConfig, check_range, check_reserved
 from unimodal.serve.schemas import ERRORS, ChatMessage, ChatRequest, ChatResponse, Sampled
 from unimodal.serve.state import ServerState, await_job, request_id, server_state, submit
 from unimodal.serve.textjob import TextJob, collect, events, sse, stream
@@ -87,9 +88,11 @@ def to_pipeline(
     return out, images
 
 
-def samplings(body: Sampled, cfg: ServeConfig, max_tokens: int, top: int | None) -> list[Sampling]:
+def samplings(
+    body: Sampled, cfg: ServeConfig, max_tokens: int, top: int | None, stop_ids: tuple = ()
+) -> list[Sampling]:
     """One `Sampling` per choice (`n`), checked against the limits; `top`: log-probs asked
-    for with that many alternatives (None: no log-probs)."""
+    for with that many alternatives (None: no log-probs); `stop_ids`: more ending tokens."""
     check_range("temperature", body.temperature, 0, cfg.max_temperature)
     check_range("n", body.n, 1, cfg.max_n)
     check_range("seed", body.seed, 0, cfg.max_seed)
@@ -99,10 +102,12 @@ def samplings(body: Sampled, cfg: ServeConfig, max_tokens: int, top: int | None)
     seed = secrets.randbelow(cfg.max_seed + 1) if body.seed is None else body.seed
     temperature = 1.0 if body.temperature is None else float(body.temperature)
     top_p = 1.0 if body.top_p is None else float(body.top_p)
+    processed = cfg.logprobs_mode == "processed_logprobs"
     return [
-        Sampling(max_tokens, temperature, top_p, seed + i, stop, top is not None, top or 0)
+        Sampling(max_tokens, temperature, top_p, seed + i, stop, top is not None, top or 0,
+                 stop_ids, processed)
         for i in range(body.n)
-    ]
+    ]  # fmt: skip
 
 
 def chat_logprobs(tokens: list[TokenLogprob]) -> dict[str, Any]:
@@ -129,7 +134,8 @@ def _stream_response(
     job: TextJob, state: ServerState, rid: str, body: ChatRequest, release: Callable[[], None]
 ) -> StreamingResponse:
     """Server-sent events for `job`: role chunks at once, then pieces, finish and usage."""
-    created, model, logprobs = int(time.time()), state.cfg.model_name, bool(body.logprobs)
+    created, logprobs = int(time.time()), bool(body.logprobs)
+    model = body.model or state.cfg.model_name
     head = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
     finishes: list[Finish] = []
 
@@ -165,7 +171,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     """OpenAI chat completions; `stream: true` answers with server-sent events."""
     state = server_state(request)
     cfg = state.cfg
-    check_model(cfg, body.model)
+    head = state.head_of(body.model)
     given = [t for t in (body.max_completion_tokens, body.max_tokens) if t is not None]
     max_tokens = given[0] if given else cfg.default_max_tokens
     check_range("max_tokens", max_tokens, 1, cfg.max_tokens)
@@ -185,7 +191,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
         (await request.json()).pop("messages", None)
         backbone = state.pipe.backbone
         prompts = lambda: [backbone.encode_chat([messages], [images])]  # noqa: E731
-        job = TextJob(prompts, [(0, sp) for sp in choices])
+        job = TextJob(prompts, [(0, sp) for sp in choices], head=head)
         rid = f"chatcmpl-{request_id(request)}"
         if body.stream:
             response = _stream_response(job, state, rid, body, decoder.release)
@@ -201,6 +207,5 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
         msg = {"content": c.text}
         out.append({"index": i, "message": msg, "finish_reason": c.finish.reason, "logprobs": lp})
     usage = _usage([c.finish for c in results])
-    return ChatResponse(
-        id=rid, created=int(time.time()), model=cfg.model_name, choices=out, usage=usage
-    )
+    model = body.model or cfg.model_name
+    return ChatResponse(id=rid, created=int(time.time()), model=model, choices=out, usage=usage)

@@ -8,7 +8,10 @@ only tokens that stand for pixels (`<|image_pad|>`, `<|vision_start|>`, ...) are
 (OpenAI's legacy layout: tokens, token_logprobs, top_logprobs, text_offset); `echo` puts the
 prompt (and its tokens' log-probs; the first is null) in front, and with `max_tokens: 0` only
 scores the prompt. Log-probs are the model's, before temperature and top-p (vLLM's default).
-Defaults as OpenAI's: max_tokens 16, temperature 1, top_p 1.
+Defaults as OpenAI's: max_tokens 16, temperature 1, top_p 1. vLLM's extensions for RL engines:
+`return_tokens_as_token_ids` (log-prob tokens written "token_id:N"), `return_token_ids` (each
+choice gets `prompt_token_ids` and `token_ids`, the ending stop token included) and
+`stop_token_ids`; `model` may name a LoRA head (`unimodal.serve.state`).
 
 Left out on purpose: `suffix` (insertion), `best_of` other than n, streaming with echo.
 """
@@ -27,15 +30,10 @@ from pydantic import BaseModel, Field
 from unimodal.backbone import Prompt
 from unimodal.serve.chat import SSE, samplings
 from unimodal.serve.decoding import Finish, Piece, TokenLogprob, prompt_logprobs
-from unimodal.serve.limits import (
-    ApiError,
-    check_model,
-    check_range,
-    check_reserved,
-)
+from unimodal.serve.limits import ApiError, check_range, check_reserved
 from unimodal.serve.schemas import ERRORS, Sampled, Usage
 from unimodal.serve.state import ServerState, await_job, request_id, server_state, submit
-from unimodal.serve.textjob import TextJob, collect, events, stream
+from unimodal.serve.textjob import Choice, TextJob, collect, events, stream
 
 router = APIRouter(tags=["completions"])
 PromptIn = str | list[int] | list[str] | list[list[int]]
@@ -47,6 +45,9 @@ class CompletionRequest(Sampled):
     logprobs: int | None = Field(None, ge=0, le=20, description="top alternatives per token")
     suffix: None = Field(None, description="not supported")
     best_of: int | None = Field(None, ge=1, description="only equal to n")
+    return_tokens_as_token_ids: bool = Field(False, description='log-prob tokens as "token_id:N"')
+    return_token_ids: bool = Field(False, description="prompt_token_ids and token_ids per choice")
+    stop_token_ids: list[int] | None = Field(None, max_length=64, description="ending tokens")
 
 
 class LegacyLogprobs(BaseModel):
@@ -61,6 +62,8 @@ class CompletionChoice(BaseModel):
     text: str
     logprobs: LegacyLogprobs | None = None
     finish_reason: Literal["stop", "length"] | None
+    prompt_token_ids: list[int] | None = None
+    token_ids: list[int] | None = None
 
 
 class CompletionResponse(BaseModel):
@@ -107,27 +110,31 @@ def _encode(tokenizer: Any, prompts: list[str | list[int]]) -> list[Prompt]:
     return out
 
 
-def _legacy(tokens: list[TokenLogprob], start: int = 0) -> dict[str, list]:
-    """OpenAI's legacy log-probs: tokens, token_logprobs, top_logprobs, text_offset."""
+def _legacy(tokens: list[TokenLogprob], start: int = 0, as_ids: bool = False) -> dict[str, list]:
+    """OpenAI's legacy log-probs: tokens, token_logprobs, top_logprobs, text_offset; `as_ids`
+    writes tokens as "token_id:N" (vLLM's return_tokens_as_token_ids)."""
     out: dict[str, list] = {k: [] for k in LegacyLogprobs.model_fields}
     for t in tokens:
-        out["tokens"].append(t.token)
+        out["tokens"].append(f"token_id:{t.id}" if as_ids else t.token)
         out["token_logprobs"].append(t.logprob)
-        top = None if t.logprob is None else {s: v for s, _, v in t.top}
+        names = [f"token_id:{i}" for i in t.top_ids] if as_ids else [s for s, _, _ in t.top]
+        top = None if t.logprob is None else {n: v for n, (_, _, v) in zip(names, t.top)}
         out["top_logprobs"].append(top)
         out["text_offset"].append(start)
         start += len(t.token)
     return out
 
 
-def _echo(backbone: Any, top: int | None):
-    """Work for the worker: each prompt's text and (with log-probs) its tokens' log-probs."""
+def _echo(backbone: Any, top: int | None, echo: bool):
+    """Work for the worker: each prompt's text, its tokens' log-probs (`echo` with log-probs)
+    and its token ids."""
 
-    def extra(prompts: list[Prompt]) -> list[tuple[str, list[TokenLogprob]]]:
+    def extra(prompts: list[Prompt]) -> list[tuple[str, list[TokenLogprob], list[int]]]:
         out = []
         for p in prompts:
-            lps = prompt_logprobs(backbone, p, top) if top is not None else []
-            out.append((backbone.tokenizer.decode(p.input_ids[0].tolist()), lps))
+            ids = p.input_ids[0].tolist()
+            lps = prompt_logprobs(backbone, p, top) if echo and top is not None else []
+            out.append((backbone.tokenizer.decode(ids) if echo else "", lps, ids))
         return out
 
     return extra
@@ -152,41 +159,56 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     """Text completion with per-token log-probs (OpenAI's legacy API, as vLLM serves it)."""
     state = server_state(request)
     cfg = state.cfg
-    check_model(cfg, body.model)
+    head = state.head_of(body.model)
     max_tokens = 16 if body.max_tokens is None else body.max_tokens
     check_range("max_tokens", max_tokens, 0 if body.echo else 1, cfg.max_tokens)
     if body.best_of not in (None, body.n):
         raise ApiError(400, "best_of: only equal to n is supported", "best_of")
-    if body.stream and body.echo:
-        raise ApiError(400, "echo is not supported with stream", "echo")
+    if body.stream and (body.echo or body.return_token_ids):
+        what = "echo" if body.echo else "return_token_ids"
+        raise ApiError(400, f"{what} is not supported with stream", what)
     texts = _prompts(state, body.prompt)
     if len(texts) * body.n > cfg.max_completion_choices:
         msg = f"{len(texts)} prompts x n = {body.n}: more than {cfg.max_completion_choices} choices"
         raise ApiError(400, msg, "n")
+    stop_ids = tuple(body.stop_token_ids or ())
+    if bad := [t for t in stop_ids if not 0 <= t < state.vocab_size][:1]:
+        raise ApiError(
+            400, f"stop_token_ids: {bad[0]} is not a token of this model", "stop_token_ids"
+        )
     top, backbone = body.logprobs, state.pipe.backbone
-    choices = samplings(body, cfg, int(max_tokens), top)
+    choices = samplings(body, cfg, int(max_tokens), top, stop_ids)
     pairs = [(p, sp) for p in range(len(texts)) for sp in choices]
-    extra = _echo(backbone, top) if body.echo else None
-    job = TextJob(lambda: _encode(backbone.tokenizer, texts), pairs, extra=extra)
+    extra = _echo(backbone, top, body.echo) if body.echo or body.return_token_ids else None
+    job = TextJob(lambda: _encode(backbone.tokenizer, texts), pairs, extra=extra, head=head)
     rid = f"cmpl-{request_id(request)}"
     if body.stream:
         return _stream(job, state, rid, body)
     results, echoed = await await_job(request, state, collect(job, backbone), job.cancel)
-    out = []
-    for i, c in enumerate(results):
-        text, lps = echoed[i // body.n] if echoed else ("", [])
-        legacy = _legacy([*lps, *c.logprobs]) if top is not None else None
-        out.append(_choice(i, text + c.text, legacy, c.finish.reason))
+    out = [
+        _answer(i, c, echoed[i // body.n] if echoed else None, body) for i, c in enumerate(results)
+    ]
     finishes = [c.finish for c in results]
     usage = _usage(_prompt_tokens(finishes, body.n), sum(f.completion_tokens for f in finishes))
-    created, model = int(time.time()), cfg.model_name
+    created, model = int(time.time()), body.model or cfg.model_name
     return CompletionResponse(id=rid, created=created, model=model, choices=out, usage=usage)
+
+
+def _answer(index: int, c: Choice, prompt: tuple | None, body: CompletionRequest) -> dict:
+    """One choice of the answer: (echoed prompt +) text, log-probs, token ids when asked."""
+    text, lps, prompt_ids = prompt or ("", [], None)
+    as_ids = body.return_tokens_as_token_ids
+    legacy = _legacy([*lps, *c.logprobs], 0, as_ids) if body.logprobs is not None else None
+    out = _choice(index, text + c.text, legacy, c.finish.reason)
+    if body.return_token_ids:
+        out |= {"prompt_token_ids": prompt_ids, "token_ids": c.ids}
+    return out
 
 
 def _stream(
     job: TextJob, state: ServerState, rid: str, body: CompletionRequest
 ) -> StreamingResponse:
-    created, model = int(time.time()), state.cfg.model_name
+    created, model = int(time.time()), body.model or state.cfg.model_name
     head = {"id": rid, "object": "text_completion", "created": created, "model": model}
     done: list[Finish] = []
     offsets = [0] * len(job.choices)
@@ -195,7 +217,10 @@ def _stream(
         if isinstance(item, Finish):
             done.append(item)
             return [head | {"choices": [_choice(index, "", None, item.reason)]}]
-        legacy = _legacy(item.logprobs, offsets[index]) if body.logprobs is not None else None
+        as_ids = body.return_tokens_as_token_ids
+        legacy = (
+            _legacy(item.logprobs, offsets[index], as_ids) if body.logprobs is not None else None
+        )
         offsets[index] += len(item.text)
         return [head | {"choices": [_choice(index, item.text, legacy, None)]}]
 

@@ -5,8 +5,10 @@ rule of `unimodal.sampling` (Gumbel-max over the temperature-scaled, top-p-trunc
 distribution; greedy at temperature 0) but from its own `torch.Generator` seeded with
 `sampling.seed`, so a seeded request gives the same text whatever else the server runs.
 Log-probabilities are those of the model's distribution before temperature and top-p (vLLM's
-default, "raw" log-probs), floored at -9999 as OpenAI's are. Text that could still be the
-start of a stop sequence is held back; a matched stop sequence is not returned.
+default, "raw" log-probs), or after the temperature (`Sampling.processed`, vLLM's
+`processed_logprobs`, without top-p renormalisation), floored at -9999 as OpenAI's are. Text
+that could still be the start of a stop sequence is held back; a matched stop sequence is not
+returned. Every piece carries the ids of the tokens it came from (the ending stop token too).
 
 Left out on purpose: batching several choices into one decode (choices run one after another).
 """
@@ -36,6 +38,8 @@ class Sampling:
     stop: tuple[str, ...] = ()
     logprobs: bool = False
     top_logprobs: int = 0
+    stop_ids: tuple[int, ...] = ()  # more token ids that end the choice (besides EOS)
+    processed: bool = False  # log-probs after the temperature (else the raw model's)
 
 
 @dataclass
@@ -47,6 +51,8 @@ class TokenLogprob:
     bytes: list[int]
     logprob: float | None
     top: list[tuple[str, list[int], float]] = field(default_factory=list)
+    id: int = -1
+    top_ids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -55,6 +61,7 @@ class Piece:
 
     text: str
     logprobs: list[TokenLogprob]
+    ids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -89,15 +96,18 @@ def token_text(tokenizer: object, token_id: int) -> tuple[str, list[int]]:
     return raw.decode("utf-8", "replace"), list(raw)
 
 
-def _info(tokenizer: object, logits: torch.Tensor, token_id: int, k: int) -> TokenLogprob:
-    logp = torch.log_softmax(logits.float(), -1)  # (V,)
-    top = []
+def _info(
+    tokenizer: object, logits: torch.Tensor, token_id: int, k: int, temperature: float = 1.0
+) -> TokenLogprob:
+    logp = torch.log_softmax(logits.float() / temperature, -1)  # (V,)
+    top, top_ids = [], []
     if k:
         values, ids = logp.topk(k)
         for v, i in zip(values.tolist(), ids.tolist()):
             top.append((*token_text(tokenizer, i), max(v, FLOOR)))
+        top_ids = ids.tolist()
     text, raw = token_text(tokenizer, token_id)
-    return TokenLogprob(text, raw, max(float(logp[token_id]), FLOOR), top)
+    return TokenLogprob(text, raw, max(float(logp[token_id]), FLOOR), top, token_id, top_ids)
 
 
 def _steps(
@@ -136,15 +146,18 @@ def decode(
     backbone: Backbone, prompt: Prompt, sp: Sampling, cancel: threading.Event | None = None
 ) -> Iterator[Piece | Finish]:
     """Pieces of one choice's text, then its `Finish` (not reached when `cancel` is set)."""
-    tokenizer, eos = backbone.tokenizer, set(backbone.eos_token_ids)
+    tokenizer, eos = backbone.tokenizer, set(backbone.eos_token_ids) | set(sp.stop_ids)
+    temperature = sp.temperature if sp.processed and sp.temperature > 0 else 1.0
     ids: list[int] = []
     infos: list[TokenLogprob] = []
+    new: list[int] = []  # ids not yet sent with a piece
     text = clean = ""  # all decoded text / the longest prefix not ending in a partial character
     shown, count, reason = 0, 0, "length"
     for logits, t in _steps(backbone, prompt, sp, cancel):
         count += 1
+        new.append(t)
         if sp.logprobs:
-            infos.append(_info(tokenizer, logits, t, sp.top_logprobs))
+            infos.append(_info(tokenizer, logits, t, sp.top_logprobs, temperature))
         if t in eos:
             reason = "stop"
             break
@@ -158,13 +171,13 @@ def decode(
         clean = text
         safe = len(text) - held(text, sp.stop)
         if safe > shown:
-            yield Piece(text[shown:safe], infos)
-            infos, shown = [], safe
+            yield Piece(text[shown:safe], infos, new)
+            infos, new, shown = [], [], safe
     else:
         if cancel is not None and cancel.is_set():
             return
-    if len(clean) > shown or infos:
-        yield Piece(clean[shown:], infos)
+    if len(clean) > shown or infos or new:
+        yield Piece(clean[shown:], infos, new)
     yield Finish(reason, count, int(prompt.input_ids.shape[-1]))
 
 
@@ -173,7 +186,7 @@ def prompt_logprobs(backbone: Backbone, prompt: Prompt, k: int) -> list[TokenLog
     """Log-prob of each prompt token given the ones before it (None for the first), top `k`."""
     logits = backbone.logits(prompt)[0]  # (L, V)
     ids = prompt.input_ids[0].tolist()
-    out = [TokenLogprob(*token_text(backbone.tokenizer, ids[0]), None)]
+    out = [TokenLogprob(*token_text(backbone.tokenizer, ids[0]), None, id=ids[0])]
     for i in range(1, len(ids)):
         out.append(_info(backbone.tokenizer, logits[i - 1], ids[i], k))
     return out

@@ -60,6 +60,9 @@ class ServeConfig:
     max_queue: int = 64  # queued jobs; more gives 429
     retry_after_s: int = 1  # the Retry-After of a 429
     disconnect_poll_s: float = 0.1  # how often a waiting request checks for its client
+    lora_dir: str = ""  # enables POST /v1/load_lora_adapter for adapter folders under DIR
+    max_loras: int = 4  # hot-loaded adapters held at once
+    logprobs_mode: str = "raw_logprobs"  # or processed_logprobs: after the temperature (RL)
 
     def __post_init__(self) -> None:
         positive = ("max_body_bytes", "max_image_bytes", "max_image_side", "max_n", "max_batch")
@@ -70,6 +73,12 @@ class ServeConfig:
             raise ValueError("default_max_tokens must lie in [1, max_tokens]")
         if not 0 <= self.default_steps <= self.max_steps:
             raise ValueError("default_steps must lie in [0, max_steps]")
+        if self.logprobs_mode not in ("raw_logprobs", "processed_logprobs"):
+            raise ValueError(
+                f"logprobs_mode: raw_logprobs or processed_logprobs, got {self.logprobs_mode!r}"
+            )
+        if ":" in self.model_name:
+            raise ValueError(f"model_name {self.model_name!r}: ':' separates the model from a head")
 
 
 def options_help(cls: type) -> str:

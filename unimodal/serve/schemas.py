@@ -232,6 +232,8 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str = "unimodal"
     capabilities: list[str]
+    parent: str | None = Field(None, description="the base model of a LoRA head")
+    root: str | None = Field(None, description="a hot-loaded adapter's folder")
 
 
 class ModelList(BaseModel):

@@ -1,5 +1,10 @@
 """What every route shares: the pipeline, the limits, the worker, and waiting for a job.
 
+Model ids: the base model is `cfg.model_name`; every LoRA head is its own id as well (the way
+vLLM serves adapters): `<model_name>:<head>` for the heads of the model folder and for
+hot-loaded adapters, which also answer to their bare `lora_name` (`head_of` maps an id to its
+head, `models` lists them all).
+
 `await_job` submits a job and waits for it while watching the client: a client that hangs up
 before the worker reaches its job cancels the job, so abandoned requests cost no model time;
 one that hangs up while its job runs sets the job's `cancel` event (text jobs stop between
@@ -19,7 +24,7 @@ from typing import Any
 from fastapi import Request
 
 from unimodal.serve.imaging import DecodeBudget, ImageDecoder
-from unimodal.serve.limits import ServeConfig, added_tokens, busy, reserved_pattern
+from unimodal.serve.limits import ApiError, ServeConfig, added_tokens, busy, reserved_pattern, short
 from unimodal.serve.worker import Job, QueueFull, Worker
 
 VISION = re.compile(r"image|video|vision")  # tokens that need pixel inputs
@@ -43,6 +48,29 @@ class ServerState:
         self.vision_tokens = reserved_pattern(vision)  # refused in raw completion prompts
         self.vision_ids = {tok.convert_tokens_to_ids(t) for t in vision} if tok else set()
         self.vocab_size = len(tok) if tok is not None else 0
+        self.builtin = list(getattr(self.pipe, "heads", None) or {})  # heads of the model folder
+        self.adapters: dict[str, str] = {}  # hot-loaded adapter name -> its folder
+
+    def models(self, aliases: bool = False) -> list[tuple[str, str | None, str | None]]:
+        """(model id, head or None, adapter folder or None) of everything served; `aliases`
+        adds `<model_name>:<lora_name>` for hot-loaded adapters (accepted, not listed)."""
+        base = self.cfg.model_name
+        out: list[tuple[str, str | None, str | None]] = [(base, None, None)]
+        out += [(f"{base}:{h}", h, None) for h in self.builtin]
+        for name, path in list(self.adapters.items()):
+            out += [(name, name, path)] + ([(f"{base}:{name}", name, path)] if aliases else [])
+        return out
+
+    def head_of(self, model: str | None) -> str | None:
+        """The LoRA head that `model` names (None: the base model); a 404 for unknown ids."""
+        if model is None or model == self.cfg.model_name:
+            return None
+        for served, head, _ in self.models(aliases=True):
+            if served == model:
+                return head
+        ids = ", ".join(f"'{m}'" for m, _, _ in self.models()[:8])
+        msg = f"unknown model {short(model)}; this server serves {ids} (see GET /v1/models)"
+        raise ApiError(404, msg, "model", "model_not_found")
 
     @property
     def image_size(self) -> int | None:

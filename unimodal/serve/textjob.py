@@ -2,8 +2,10 @@
 
 A `TextJob` encodes its prompts on the worker thread (the processor runs there, next to the
 model) and decodes its choices one after another (`unimodal.serve.decoding.decode`); every
-piece goes to an `emit(index, item)` callback. `collect` gathers the pieces into whole choices
-for a plain answer; `stream` forwards them to the event loop for server-sent events. Setting
+piece goes to an `emit(index, item)` callback. A job names the LoRA head it samples with
+(`head`, None: the base model); the head is on only while the job runs on the worker.
+`collect` gathers the pieces into whole choices for a plain answer; `stream` forwards them to
+the event loop for server-sent events. Setting
 `job.cancel` stops the decoding between tokens: the route sets it when the client hangs up,
 whether the answer was streamed or not.
 """
@@ -11,6 +13,7 @@ whether the answer was streamed or not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -20,6 +23,7 @@ from typing import Any
 
 from unimodal.backbone import Prompt
 from unimodal.serve.decoding import Finish, Piece, Sampling, TokenLogprob, decode
+from unimodal.serve.limits import ApiError
 from unimodal.serve.worker import Job
 
 log = logging.getLogger("unimodal.serve")
@@ -34,13 +38,20 @@ class TextJob:
     choices: list[tuple[int, Sampling]]
     cancel: threading.Event = field(default_factory=threading.Event)
     extra: Callable[[list[Prompt]], Any] | None = None  # more work on the prompts (echo)
+    head: str | None = None  # the LoRA head to sample with (None: the base model)
 
     def run(self, backbone: Any, emit: Emit) -> Any:
-        prompts = [p.to(backbone.device) for p in self.prompts()]
-        extra = self.extra(prompts) if self.extra else None
-        for index, (which, sampling) in enumerate(self.choices):
-            for item in decode(backbone, prompts[which], sampling, self.cancel):
-                emit(index, item)
+        if self.head is not None and self.head not in backbone.lora_names:  # unloaded meanwhile
+            raise ApiError(
+                404, f"model head '{self.head}' was unloaded", "model", "model_not_found"
+            )
+        on = backbone.lora(self.head) if self.head is not None else contextlib.nullcontext()
+        with on:
+            prompts = [p.to(backbone.device) for p in self.prompts()]
+            extra = self.extra(prompts) if self.extra else None
+            for index, (which, sampling) in enumerate(self.choices):
+                for item in decode(backbone, prompts[which], sampling, self.cancel):
+                    emit(index, item)
         return extra
 
 
@@ -49,6 +60,7 @@ class Choice:
     text: str = ""
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish: Finish | None = None
+    ids: list[int] = field(default_factory=list)
 
 
 def collect(job: TextJob, backbone: Any) -> Job:
@@ -63,6 +75,7 @@ def collect(job: TextJob, backbone: Any) -> Job:
                 return
             choices[index].text += item.text
             choices[index].logprobs += item.logprobs
+            choices[index].ids += item.ids
 
         extra = job.run(backbone, emit)
         return [(choices, extra)]
