@@ -67,3 +67,15 @@ def test_stage0_captions_and_tokenizer_text_use_training_specs_only():
             assert not is_heldout(train_caption(sample_scene(rng), rng)[1])
         except ValueError:
             pass
+
+
+def test_sample_grid_has_a_training_row_and_a_held_out_row():
+    from unimodal.data.captions import CATEGORIES as CATS
+    from unimodal.data.captions import all_specs, spec_text
+    from unimodal.train.gen_config import SampleConfig
+
+    spec_of = {spec_text(s): s for c in CATS for s in all_specs(c)}
+    prompts = SampleConfig().prompts
+    assert len(prompts) == 16
+    assert not any(is_heldout(spec_of[p]) for p in prompts[:8])
+    assert all(is_heldout(spec_of[p]) for p in prompts[8:])

@@ -17,15 +17,25 @@ from unimodal.train.config import BackboneConfig, TrainConfig
 @dataclass
 class SampleConfig:
     every: int = 200  # steps between sample grids (0: only at the end)
+    # two rows of 8: training-split prompts, then held-out ones (GenEval-shapes specs that
+    # training never sees, unimodal/data/split.py)
     prompts: tuple[str, ...] = (
         "a red circle",
         "a blue square",
         "a green triangle",
         "a yellow circle",
+        "three circles",
+        "a square and a circle",
+        "a triangle above a circle",
+        "a red square and a blue circle",
+        "a circle",
+        "a white circle",
         "a magenta square",
-        "a cyan triangle",
-        "a circle and a square",
+        "a cyan square",
         "two triangles",
+        "a circle and a square",
+        "a square below a triangle",
+        "a red circle and a blue square",
     )
 
 
