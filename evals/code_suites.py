@@ -142,11 +142,16 @@ def evaluate_cruxeval(
     data_path: str | Path,
     limit: int = 0,
     modes: Sequence[str] = ("O", "I"),
+    nano: bool = False,
     **kw,
 ) -> dict:
-    """CRUXEval-O (deduction) and CRUXEval-I (abduction) on the first `limit` problems."""
-    rows = _read_jsonl(data_path, limit)
-    report: dict = {"suite": "cruxeval", "rows": {}, "examples": []}
+    """CRUXEval-O (deduction) and -I (abduction), first `limit` problems (`nano`: in scope)."""
+    rows = _read_jsonl(data_path, 0 if nano else limit)
+    if nano:  # only the problems inside the nano world's scope (evals.nano)
+        from evals.nano import nano_sized
+
+        rows = [r for r in rows if nano_sized(r)][: limit or None]
+    report: dict = {"suite": "cruxeval-nano" if nano else "cruxeval", "rows": {}, "examples": []}
     for mode in modes:
         kind = {"O": "deduction", "I": "abduction"}[mode]
         tasks = [Task(kind, r["code"], [r["input"]], [r["output"]]) for r in rows]

@@ -12,6 +12,8 @@ RM-Bench does. Left out: RM-Bench's math split (not on hand) and RewardBench / R
 
 from __future__ import annotations
 
+import json
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -190,3 +192,20 @@ def rm_table(report: dict[str, Any]) -> str:
         vals = " ".join(f"{r[c]:>12.3f}" if c in r else f"{'':>12}" for c in cols + extra)
         rows.append(f"{d:<12} {n} {vals}")
     return "\n".join(rows)
+
+
+def heldout_record(report: dict[str, Any], stage: str, previous: Path | None = None) -> dict:
+    """The `OUT/eval_heldout.json` record of a held-out pair report: per stage the accuracy in
+    each order (`ab`: chosen at A, `ba`: chosen at B) with standard errors, and the position
+    consistency; the record in `previous` (the SFT stage's, for the RL stage) is carried over."""
+    o = report["overall"]
+    n = o["n"]
+
+    def se(p: float) -> float:
+        return math.sqrt(p * (1 - p) / n) if n else 0.0
+
+    row = {"ab": o["acc_chosen_A"], "ba": o["acc_chosen_B"], "consistency": o["consistency"]}
+    row |= {"se_ab": se(row["ab"]), "se_ba": se(row["ba"]), "format_fail": o["format_fail"]}
+    row |= {"n": n, "per_domain": report.get("per_domain", {})}
+    old = json.loads(previous.read_text()) if previous and previous.is_file() else {}
+    return {**old, "n": n, stage: row}

@@ -29,6 +29,7 @@ ROOTS = {  # tool -> (module, root config class)
     "train_mllm": ("unimodal.train.mllm_config", "MLLMConfig"),
     "train_azr": ("reasoning.azr.train_config", "AZRTrainConfig"),
     "train_rm": ("reasoning.rm_r1.train_config", "RMConfig"),
+    "train_gen_rl": ("unimodal.gen_rl.config", "GenRLConfig"),
 }
 MISSING = object()
 

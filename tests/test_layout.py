@@ -25,7 +25,7 @@ LAYERS = {
 }
 MAX_FILE, MAX_FUNCTION, MAX_MAIN = 300, 60, 80
 SYS_PATH = re.compile(r"sys\.path\.(insert|append)|sys\.path\s*=")
-TOOLS = ("train_gen", "train_mllm", "train_azr", "train_rm")
+TOOLS = ("train_gen", "train_mllm", "train_azr", "train_rm", "train_gen_rl")
 
 
 def sources() -> list[Path]:

@@ -120,7 +120,7 @@ def _code_backbone(args: argparse.Namespace):
     return backbone, load_head(backbone, model)
 
 
-def _code_suite(name: str, static_checks: bool = True):
+def _code_suite(name: str, static_checks: bool = True, **extra):
     def run(args: argparse.Namespace) -> tuple[dict, str]:
         from evals import code_suites
         from reasoning.executor import Executor
@@ -129,7 +129,7 @@ def _code_suite(name: str, static_checks: bool = True):
             raise SystemExit(f"error: --data is required for {name} (a local JSONL file)")
         backbone, head = _code_backbone(args)
         fn = getattr(code_suites, f"evaluate_{name}")
-        kw = dict(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+        kw = dict(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, **extra)
         if args.samples > 1:
             kw.update(n=args.samples, ks=(1, args.samples), temperature=args.temperature)
         with Executor(workers=2, timeout=2.0, static_checks=static_checks) as ex:
@@ -147,6 +147,7 @@ SUITES: dict[str, Callable[[argparse.Namespace], tuple[dict, str]]] = {
     "rm-bench": run_rm_bench,
     "pairs": run_pairs,
     "cruxeval": _code_suite("cruxeval"),
+    "cruxeval-nano": _code_suite("cruxeval", nano=True),  # the nano world's scope (evals.nano)
     "humaneval": _code_suite("humaneval", static_checks=False),  # official tests import freely
     "gsm8k": _code_suite("gsm8k"),
 }

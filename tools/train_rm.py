@@ -8,9 +8,11 @@
 Stage 1 imitates judge traces (loss on the trace tokens only): a traces JSONL, or templated
 traces of procedural verifiable pairs. Stage 2 samples `group_size` traces per pair with the head
 on, rewards +1 / -1 by the parsed verdict, and takes one clipped GRPO step with a k3 KL to the
-head-off backbone (`reasoning.pg.policy_step`). Both stages run on the shared skeleton
-(`unimodal.train.loop`: resumable checkpoints, `stop_at`, progress bar, TensorBoard,
-OUT/metrics.jsonl, OUT/curves.png); at the end the head is saved to OUT/final and judged on
+head-off backbone (`reasoning.pg.policy_step`); with `--rl.engine=http --rl.engine_url=URL`
+the traces come from an OpenAI-compatible engine serving the hot-loaded head (vLLM,
+`tools/serve.py`) and the update corrects its log-probs (`[rl.correction]`). Both stages run
+on the shared skeleton (`unimodal.train.loop`: resumable checkpoints, `stop_at`, progress bar,
+TensorBoard, OUT/metrics.jsonl, OUT/curves.png); at the end the head is saved to OUT/final and judged on
 held-out pairs in both A/B orders (OUT/eval_pairs.json).
 """
 
@@ -18,11 +20,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
-from evals.rm_suites import evaluate_pair_list, rm_table
+from evals.rm_suites import evaluate_pair_list, heldout_record, rm_table
 from reasoning.pg import policy_step
+from reasoning.pg.engine import make_engine, publish
 from reasoning.rm_r1.data import PairStream
 from reasoning.rm_r1.distill import trace_batch
 from reasoning.rm_r1.grpo import judge_rollouts, rollout_stats
@@ -101,6 +105,8 @@ def rl_stepper(run: loop.Run, model, backbone: Backbone, cfg: RMConfig, params) 
     """Stage 2: sample `group_size` traces per pair, verdict rewards, one clipped GRPO step."""
     pairs = rl_pairs(cfg.data, backbone, cfg.judge.style, run.tc.seed)
     stream, pg, acc = PairStream(pairs, run.tc.seed), cfg.rl.pg(run.tc.clip_grad), run.acc
+    engine = make_engine(cfg.rl, run.out, backbone)  # None: traces from `backbone` itself
+    publish(engine, backbone, cfg.judge.name, run.step, acc)
 
     def one_step() -> dict:
         items = loop.take(run, stream)
@@ -109,9 +115,12 @@ def rl_stepper(run: loop.Run, model, backbone: Backbone, cfg: RMConfig, params) 
         backbone.model.eval()  # KV-cache decoding; checkpointing is for the update only
         with acc.autocast():
             j = cfg.judge
-            rollouts = judge_rollouts(backbone, items, j.name, j.style, cfg.rl, gen, str(run.step))
+            rollouts = judge_rollouts(
+                backbone, items, j.name, j.style, cfg.rl, gen, str(run.step), engine
+            )
         backbone.model.train(cfg.model.gradient_checkpointing)
-        row = policy_step(model, backbone, j.name, rollouts, run.opt, pg, acc)
+        row = policy_step(model, backbone, j.name, rollouts, run.opt, pg, acc, cfg.rl.correction)
+        publish(engine, backbone, j.name, run.step + 1, acc)  # the engine samples the new head
         local = rollout_stats(rollouts, cfg.rl.group_size)
         return row | {k: _mean(acc, v) for k, v in local.items()}
 
@@ -135,6 +144,13 @@ def finish_rm(run: loop.Run, backbone: Backbone, spec: HeadSpec, cfg: RMConfig, 
             backbone, pairs, j.name, j.style, e.max_new_tokens, e.batch_size
         )
     (run.out / "eval_pairs.json").write_text(json.dumps(report, indent=2))
+    sft = (
+        Path(cfg.rl.init).parent / "eval_heldout.json"
+        if cfg.stage == "rl" and cfg.rl.init
+        else None
+    )
+    record = heldout_record(report, cfg.stage, sft)  # {"n", "sft": {ab, ba, consistency}, "rl"}
+    (run.out / "eval_heldout.json").write_text(json.dumps(record, indent=2))
     print(rm_table(report), flush=True)
     return report
 

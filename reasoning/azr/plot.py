@@ -1,5 +1,5 @@
-"""Plot AZR self-play curves from `RUN/metrics.jsonl`: valid-proposal rate, solve rate and
-learnability per task type over steps, one PNG.
+"""Plot AZR self-play curves from `RUN/metrics.jsonl`: valid-proposal rate, solve rate,
+learnability, buffer size and solver response length per task type over steps, one PNG.
 
     python -m reasoning.azr.plot runs/azr_tiny            # writes runs/azr_tiny/azr_curves.png
 """
@@ -13,9 +13,11 @@ from pathlib import Path
 from reasoning.azr.tasks import KINDS
 
 PANELS = (
-    ("valid-proposal rate", "propose/valid_rate"),
-    ("solver solve rate", "solve/solve_rate"),
-    ("proposer learnability", "propose/learnability"),
+    ("valid-proposal rate", "{kind}/propose/valid_rate"),
+    ("solver solve rate", "{kind}/solve/solve_rate"),
+    ("proposer learnability", "{kind}/propose/learnability"),
+    ("buffer size", "buffer/{kind}"),
+    ("solver response length", "{kind}/solve/length"),
 )
 
 
@@ -25,7 +27,7 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 
 def plot_metrics(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Save the three panels (one line per task type) and return the PNG path."""
+    """Save the panels (one line per task type) and return the PNG path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +38,7 @@ def plot_metrics(run_dir: str | Path, out: str | Path | None = None) -> Path:
     fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.5))
     for ax, (title, suffix) in zip(axes, PANELS):
         for kind in KINDS:
-            key = f"{kind}/{suffix}"
+            key = suffix.format(kind=kind)
             pts = [(r["step"], r[key]) for r in rows if key in r]
             if pts:
                 ax.plot(*zip(*pts), marker=".", label=kind)

@@ -31,7 +31,8 @@ from reasoning.azr.rewards import RewardConfig, proposer_reward, solver_reward
 from reasoning.azr.tasks import KINDS, Task, TaskBuffers
 from reasoning.azr.verify import check_answers, validate_tasks
 from reasoning.executor import Executor
-from reasoning.pg.rollout import Rollout, generate
+from reasoning.nano.world import NanoConfig
+from reasoning.pg.rollout import Engine, Rollout, generate
 from reasoning.pg.step import PGConfig
 from unimodal.backbone import Backbone
 from unimodal.pg.advantages import ESTIMATORS
@@ -56,7 +57,10 @@ class AZRConfig:
     estimator: str = "task_relative"  # eq. 8 | task_relative_tokens (the official code)
     sample_every: int = 10  # write example tasks and answers to samples.jsonl every N steps
     warmstart_steps: int = 0  # format warm-start updates before self-play (not in AZR; 0: off)
+    warmstart_batch: int = 0  # (user turn, response) pairs per warm-start update; 0: 6 x batch
+    control: bool = False  # after self-play, rerun from the warm start for as long on more of it
     rewards: RewardConfig = field(default_factory=RewardConfig)
+    nano: NanoConfig = field(default_factory=NanoConfig)  # nano-world seeds and held-out split
 
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
@@ -103,6 +107,7 @@ class SelfPlay:
     rank: int = 0
     world: int = 1
     head: str = "azr"  # the LoRA head that proposes and solves
+    engine: Engine | None = None  # samples the rollouts instead of `bb` (reasoning.pg.engine)
 
 
 def _user(bb: Backbone, text: str) -> str:
@@ -115,7 +120,7 @@ def _generate(
     c = sp.cfg
     return generate(
         bb, prompts, sp.head, c.max_new_tokens, sp.pg.temperature, c.top_p, c.gen_batch, gen,
-        static=c.static_cache, compile=c.compile_decode,
+        static=c.static_cache, compile=c.compile_decode, engine=sp.engine,
     )  # fmt: skip
 
 
@@ -209,9 +214,12 @@ def _score_proposals(
         rollouts.append(roll)
         records.append(Record(roll.key, r, roll.length, ok, valid, props.rates.get(i, -1.0)))
         why = props.parsed[i][1].reason or props.reasons.get(i, "")
+        task = props.valid.get(i)
+        shown = {"program": task.program, "inputs": task.inputs[:3], "outputs": task.outputs[:3],
+                 "message": task.message} if task else {}  # fmt: skip
         rows.append(
-            {"kind": kind, "response": roll.text, "valid": valid, "why": why,
-             "solve_rate": props.rates.get(i, -1.0), "reward": r}
+            {"kind": kind, "valid": valid, **shown, "why": why,
+             "solve_rate": props.rates.get(i, -1.0), "reward": r, "response": roll.text}
         )  # fmt: skip
     return rollouts, records, rows
 

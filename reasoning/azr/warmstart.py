@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import random
 
+import torch
+
 from reasoning.azr.prompts import block, proposer_prompt, solver_prompt
 from reasoning.azr.tasks import KINDS, Task, TaskBuffers
-from reasoning.pg.rollout import Rollout, forced_rollout
+from reasoning.pg.rollout import Rollout, collate, response_logprobs
 from unimodal.backbone import Backbone
 
 THINK = "<think> Let me trace what f does step by step. </think>\n"
@@ -53,15 +55,31 @@ def warmstart_pairs(
     return pairs
 
 
+@torch.no_grad()
 def warmstart_rollouts(
-    bb: Backbone, pairs: list[tuple[str, str]], head: str, temperature: float = 1.0
+    bb: Backbone,
+    pairs: list[tuple[str, str]],
+    head: str,
+    temperature: float = 1.0,
+    micro_batch: int = 32,
 ) -> list[Rollout]:
-    """Teacher-forced rollouts of the pairs with advantage 1 (log-probs under `head`)."""
+    """Teacher-forced rollouts of the pairs with advantage 1 (log-probs under `head`), scored in
+    batches of `micro_batch` (the same log-probs as `forced_rollout`, one pass per batch)."""
+    tok, eos = bb.tokenizer, bb.eos_token_ids[-1]
     out = []
     for user, response in pairs:
-        roll = forced_rollout(
-            bb, bb.render([{"role": "user", "content": user}]), response, head, temperature
-        )
-        roll.key, roll.reward, roll.advantage = "warmstart", 1.0, 1.0
-        out.append(roll)
+        p_ids = torch.tensor(tok(bb.render([{"role": "user", "content": user}])).input_ids)
+        c_ids = torch.tensor(tok(response, add_special_tokens=False).input_ids + [eos])
+        out.append(Rollout(p_ids, c_ids, torch.zeros(len(c_ids)), response, True, "warmstart"))
+    for s in range(0, len(out), micro_batch):
+        chunk = out[s : s + micro_batch]
+        batch = collate(chunk, tok.pad_token_id).to(bb.device)
+        t = batch.response_mask.shape[1]
+        with bb.lora(head):
+            logits = bb(batch.input_ids, batch.attention_mask)  # (b, L, V)
+        lp, _ = response_logprobs(logits, batch.input_ids, t, temperature, False)  # (b, t)
+        for r, row in zip(chunk, lp.float().cpu()):
+            r.logprobs = row[t - r.length :]
+    for r in out:
+        r.reward, r.advantage = 1.0, 1.0
     return out

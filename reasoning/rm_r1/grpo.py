@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from reasoning.pg import PGConfig, Rollout, generate, grpo_advantages
+from reasoning.pg.rollout import Engine
 from reasoning.rm_r1.data import JudgeItem
 from reasoning.rm_r1.prompts import PromptStyle, judge_messages
 from reasoning.rm_r1.verdict import parse_verdict, verdict_reward
@@ -63,8 +64,10 @@ def judge_rollouts(
     cfg: GRPOConfig,
     generator: torch.Generator | None = None,
     tag: str = "",
+    engine: Engine | None = None,
 ) -> list[Rollout]:
-    """Sample, reward and set GRPO advantages for `cfg.group_size` traces of every item."""
+    """Sample, reward and set GRPO advantages for `cfg.group_size` traces of every item
+    (sampled by `engine` when given, e.g. vLLM serving the head)."""
     g = cfg.group_size
     texts = [
         backbone.render(judge_messages(it.pair.prompt, it.answer_a, it.answer_b, style))
@@ -82,6 +85,7 @@ def judge_rollouts(
         generator,
         static=cfg.static_cache,
         compile=cfg.compile_decode,
+        engine=engine,
     )
     for n, r in enumerate(rollouts):
         r.key = f"{tag}/{n // g}"

@@ -188,9 +188,8 @@ def template_trace(vp: VerifiablePair, item: JudgeItem) -> str:
     return (
         "<type>Reasoning</type>\n"
         f"<solution>{vp.solution}</solution>\n"
-        f"<eval>Chatbot A answers <quote_A>{a_val}</quote_A> and Chatbot B answers "
-        f"<quote_B>{b_val}</quote_B>. My solution gives {vp.correct}, so Chatbot {good} is "
-        f"right and Chatbot {bad} is wrong.</eval>\n"
+        f"<eval>A: <quote_A>{a_val}</quote_A>. B: <quote_B>{b_val}</quote_B>. Mine: "
+        f"{vp.correct}, so {good} is right and {bad} is wrong.</eval>\n"
         f"<answer>[[{good}]]</answer>"
     )
 

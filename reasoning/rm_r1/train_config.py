@@ -1,7 +1,8 @@
 """The root config of `tools/train_rm.py`: RM-R1 stage 1 (distillation SFT) and stage 2 (GRPO).
 
 `train.batch_size` of each stage is global per micro-step (unimodal.train.config); in the RL
-stage it counts pairs, each sampled `rl.group_size` times.
+stage it counts pairs, each sampled `rl.group_size` times, by the trainer's model or an engine
+(`rl.engine`, `rl.engine_url`, `[rl.correction]`: `reasoning.pg.engine.EngineConfig`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from reasoning.pg.engine import EngineConfig
 from reasoning.rm_r1.grpo import GRPOConfig
 from reasoning.rm_r1.judge import HeadSpec
 from reasoning.rm_r1.sources import DataConfig
@@ -23,7 +25,7 @@ class SFTConfig:
 
 
 @dataclass
-class RLConfig(GRPOConfig):
+class RLConfig(EngineConfig, GRPOConfig):
     train: TrainConfig = field(  # batch_size = pairs per step (each sampled group_size times)
         default_factory=lambda: TrainConfig(out_dir="runs/rm/rl", steps=200, lr=1e-5)
     )

@@ -9,6 +9,10 @@ comes from soft coverage features: fill = area / (soft width * soft height) (squ
 Blobs without a dominant colour, too large, or too ragged get shape "unknown", so pure noise
 and blank or washed-out images fail every check instead of matching by luck.
 
+``Tolerances`` holds the colour / shape thresholds (defaults: the normal checker); ``STRICT``
+(``detect`` / ``check`` with ``tol=STRICT``) wants purer, palette-true colours and shape features
+close to a clean render's.
+
 Left out: overlapping or occluding objects, rotated shapes, non-black backgrounds.
 """
 
@@ -38,6 +42,46 @@ REL_MARGIN = 0.03  # centroid offset that a relation needs, fraction of the imag
 
 
 @dataclass(frozen=True)
+class Tolerances:
+    """Colour and shape thresholds; the defaults reproduce the checker's normal behaviour.
+
+    Colour: a blob needs a winning share >= ``min_purity`` and a mean chromaticity distance to
+    its palette colour <= ``max_chroma_err``, else its colour is "unknown". Shape: triangle when
+    ``skew`` lies outside [-triangle_skew, triangle_skew] (only below it, i.e. upright, when
+    ``upright_triangle``) and ``fill`` in [min_fill, max_triangle_fill]; otherwise only blobs with
+    ``|skew| <= max_round_skew`` are squares (fill >= square_fill) or circles (fill in
+    [min_circle_fill, max_circle_fill]); the rest are "unknown"."""
+
+    min_purity: float = MIN_PURITY
+    max_chroma_err: float = float("inf")
+    triangle_skew: float = TRIANGLE_SKEW
+    upright_triangle: bool = False
+    min_fill: float = MIN_FILL
+    max_triangle_fill: float = float("inf")
+    max_round_skew: float = float("inf")
+    square_fill: float = SQUARE_FILL
+    min_circle_fill: float = MIN_CIRCLE_FILL
+    max_circle_fill: float = SQUARE_FILL
+
+
+DEFAULT = Tolerances()
+# Measured on clean, blurred and noisy 32 px renders: fill circle 0.74-0.80, square 0.92-1.0,
+# triangle 0.53-0.68 (skew -0.63..-0.47); |skew| <= 0.04 otherwise (tests/test_checker_strict.py)
+STRICT = Tolerances(
+    min_purity=0.8,
+    max_chroma_err=0.15,
+    triangle_skew=0.4,
+    upright_triangle=True,
+    min_fill=0.45,
+    max_triangle_fill=0.72,
+    max_round_skew=0.1,
+    square_fill=0.9,
+    min_circle_fill=0.71,
+    max_circle_fill=0.84,
+)
+
+
+@dataclass(frozen=True)
 class Detection:
     """One detected object; positions (centroid), area and bbox are normalised to [0, 1].
     ``shape`` or ``color`` is "unknown" for implausible blobs; fill and skew are the shape
@@ -51,6 +95,7 @@ class Detection:
     bbox: tuple[float, float, float, float]
     fill: float = 0.0
     skew: float = 0.0
+    chroma_err: float = 0.0  # brightness-weighted mean chromaticity distance to ``color``
 
     @property
     def size(self) -> str:
@@ -84,8 +129,9 @@ def to_array(image) -> np.ndarray:
     return np.clip(np.nan_to_num(arr), 0.0, 1.0)
 
 
-def detect(image) -> list[Detection]:
-    """All objects in ``image`` (see ``to_array`` for accepted types), sorted left to right."""
+def detect(image, tol: Tolerances = DEFAULT) -> list[Detection]:
+    """All objects in ``image`` (see ``to_array`` for accepted types), sorted left to right;
+    ``tol`` sets the colour and shape thresholds (``STRICT`` for the strict checker)."""
     img = to_array(image)
     h, w, _ = img.shape
     value = img.max(axis=2)  # (H, W)
@@ -94,6 +140,8 @@ def detect(image) -> list[Detection]:
     dist = (_CHROMA**2).sum(1) - 2 * chroma @ _CHROMA.T  # (P, K), squared distance minus |c|^2
     cls = np.zeros((h, w), dtype=np.int64)
     cls[fg] = dist.argmin(axis=1)
+    d2 = np.zeros((h, w, len(COLORS)), dtype=np.float32)
+    d2[fg] = dist + (chroma**2).sum(1, keepdims=True)  # (P, K) squared chroma distances
     labels, _ = ndimage.label(fg)
     min_px = max(4.0, MIN_AREA * h * w)
     out = []
@@ -106,7 +154,7 @@ def detect(image) -> list[Detection]:
         strong = np.flatnonzero(shares >= SPLIT_SHARE)
         if len(strong) <= 1:
             k = int(votes.argmax())
-            parts = [(comp, k if shares[k] >= MIN_PURITY else -1)]
+            parts = [(comp, k if shares[k] >= tol.min_purity else -1)]
         else:
             parts = []
             for k in strong:
@@ -114,12 +162,37 @@ def detect(image) -> list[Detection]:
                 parts += [(sub == j, int(k)) for j in range(1, m + 1)]
         for mask, k in parts:
             if mask.sum() >= min_px:
-                out.append(_describe(img, sl, mask, k, labels))
+                err = _chroma_err(d2[sl][mask], value[sl][mask], k)
+                out.append(_describe(img, sl, mask, k, labels, tol, err))
     return sorted(out, key=lambda d: (d.cx, d.cy))
 
 
+def _chroma_err(d2: np.ndarray, value: np.ndarray, k: int) -> float:
+    """Brightness-weighted mean chromaticity distance of pixels (d2 (P, K)) to colour ``k``."""
+    if k < 0:
+        return 0.0
+    return float((np.sqrt(np.maximum(d2[:, k], 0)) * value).sum() / max(value.sum(), 1e-6))
+
+
+def _shape(fill: float, skew: float, tol: Tolerances) -> str:
+    """The shape named by the coverage features under ``tol`` (see ``Tolerances``)."""
+    if skew < -tol.triangle_skew or (skew > tol.triangle_skew and not tol.upright_triangle):
+        return "triangle" if tol.min_fill <= fill <= tol.max_triangle_fill else "unknown"
+    if abs(skew) > tol.max_round_skew:
+        return "unknown"
+    if fill >= tol.square_fill:
+        return "square"
+    return "circle" if tol.min_circle_fill <= fill <= tol.max_circle_fill else "unknown"
+
+
 def _describe(
-    img: np.ndarray, sl: tuple, mask: np.ndarray, k: int, labels: np.ndarray
+    img: np.ndarray,
+    sl: tuple,
+    mask: np.ndarray,
+    k: int,
+    labels: np.ndarray,
+    tol: Tolerances = DEFAULT,
+    chroma_err: float = 0.0,
 ) -> Detection:
     """Shape features of one component (``mask`` inside the slice ``sl``) of colour ``k``
     (-1: no dominant colour). Implausible blobs get shape or colour "unknown"."""
@@ -144,12 +217,8 @@ def _describe(
     fill = area / max(width * height, 1e-6)
     if k < 0 or area > MAX_AREA * h * w:
         shape = "unknown"  # no dominant colour, or too big: not an object
-    elif abs(skew) > TRIANGLE_SKEW:
-        shape = "triangle" if fill >= MIN_FILL else "unknown"
-    elif fill >= SQUARE_FILL:
-        shape = "square"
     else:
-        shape = "circle" if fill >= MIN_CIRCLE_FILL else "unknown"
+        shape = _shape(fill, skew, tol)
     ys_m, xs_m = np.nonzero(full)
     bbox = (
         float(x0 + xs_m.min()) / w,
@@ -157,8 +226,8 @@ def _describe(
         float(x0 + xs_m.max() + 1) / w,
         float(y0 + ys_m.max() + 1) / h,
     )
-    color = COLORS[k] if k >= 0 else "unknown"
-    return Detection(shape, color, cx / w, cy / h, area / (h * w), bbox, fill, skew)
+    color = COLORS[k] if k >= 0 and chroma_err <= tol.max_chroma_err else "unknown"
+    return Detection(shape, color, cx / w, cy / h, area / (h * w), bbox, fill, skew, chroma_err)
 
 
 def _select(dets: list[Detection], shape: str | None, color: str | None) -> list[Detection]:
@@ -175,12 +244,12 @@ def relation_holds(a: Detection, b: Detection, relation: str, margin: float = RE
     return {"left of": dx, "right of": -dx, "above": dy, "below": -dy}[relation] > margin
 
 
-def check(image, spec: Spec) -> CheckResult:
+def check(image, spec: Spec, tol: Tolerances = DEFAULT) -> CheckResult:
     """Whether ``image`` satisfies ``spec``: every group present (exactly ``count`` times when
     given, else at least once), the relation held by some pair from groups 0 and 1, and no
-    unmatched objects when ``spec.exclusive``."""
+    unmatched objects when ``spec.exclusive``; ``tol=STRICT`` for the strict checker."""
     try:
-        dets = detect(image)
+        dets = detect(image, tol)
     except ValueError as e:
         return CheckResult(False, f"unreadable image: {e}")
     used: set[int] = set()
