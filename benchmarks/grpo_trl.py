@@ -86,7 +86,8 @@ def our_step(
     bf16: bool,
 ) -> None:
     """One GRPO step of ours: rollouts, rewards, group advantages, `policy_step`."""
-    from reasoning.pg import PGConfig, generate, grpo_advantages, policy_step
+    from reasoning.pg import PGConfig, generate, policy_step
+    from unimodal.pg import grpo_advantages
 
     cfg = PGConfig(micro_batch=len(texts))  # one forward/backward, like TRL's batch
     autocast = torch.autocast(bb.device.type, dtype=torch.bfloat16, enabled=bf16)

@@ -5,21 +5,17 @@ import math
 import pytest
 import torch
 
-from reasoning.pg import (
-    PGConfig,
+from reasoning.pg import PGConfig, collate, generate, policy_step, response_logprobs
+from unimodal.pg import (
     aggregate,
     clipped_surrogate,
-    collate,
-    generate,
+    estimate,
     group_whiten,
     grpo_advantages,
     k3_kl,
     pg_loss,
-    policy_step,
-    response_logprobs,
     task_relative_advantages,
 )
-from unimodal.pg.advantages import estimate
 
 
 def test_grpo_and_dr_grpo_by_hand():

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from reasoning.azr import RewardConfig, proposer_reward, solver_reward
-from reasoning.pg import estimate, pg_loss
+from unimodal.pg import estimate, pg_loss
 
 
 def _trl_dr_grpo_loss(logp, old_logp, ref_logp, adv, mask, eps_low, eps_high, beta, max_len):

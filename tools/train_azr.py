@@ -47,12 +47,13 @@ from reasoning.azr.train_config import AZRTrainConfig
 from reasoning.azr.warmstart import warmstart_pairs, warmstart_rollouts
 from reasoning.executor import Executor
 from reasoning.nano.tasks import split_tasks
-from reasoning.pg import estimate, policy_step
+from reasoning.pg import policy_step
 from reasoning.pg.engine import make_engine, publish
 from unimodal import checkpoint
 from unimodal.backbone import Backbone
 from unimodal.cli import run_tool
 from unimodal.config import ConfigError
+from unimodal.pg import estimate
 from unimodal.train import loop
 
 CONFIG = AZRTrainConfig

@@ -9,31 +9,14 @@ from reasoning.pg.rollout import (
     response_logprobs,
 )
 from reasoning.pg.step import PGConfig, policy_step
-from unimodal.pg.advantages import (
-    ESTIMATORS,
-    estimate,
-    group_whiten,
-    grpo_advantages,
-    task_relative_advantages,
-)
-from unimodal.pg.loss import aggregate, clipped_surrogate, k3_kl, pg_loss
 
 __all__ = [
-    "ESTIMATORS",
     "Batch",
     "PGConfig",
     "Rollout",
-    "aggregate",
-    "clipped_surrogate",
     "collate",
-    "estimate",
     "forced_rollout",
     "generate",
-    "group_whiten",
-    "grpo_advantages",
-    "k3_kl",
-    "pg_loss",
     "policy_step",
     "response_logprobs",
-    "task_relative_advantages",
 ]

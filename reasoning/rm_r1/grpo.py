@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 import torch
 
-from reasoning.pg import PGConfig, Rollout, generate, grpo_advantages
+from reasoning.pg import PGConfig, Rollout, generate
 from reasoning.pg.rollout import Engine
 from reasoning.rm_r1.data import JudgeItem
 from reasoning.rm_r1.prompts import PromptStyle, judge_messages
 from reasoning.rm_r1.verdict import parse_verdict, verdict_reward
 from unimodal.backbone import Backbone
+from unimodal.pg import grpo_advantages
 
 
 @dataclass
