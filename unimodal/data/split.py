@@ -2,11 +2,12 @@
 
 Per category, a seeded share of the specs is held out, chosen so that the training specs still
 cover every attribute value the category uses (each shape, colour, count and relation, and each
-shape in each slot). `single_object` has only three specs, one per shape, so no spec can be held
-out with its shape still covered; the whole category is held out instead: training never sees a
-bare single-object prompt ("a circle"), only shapes inside the other five templates, and the
-evaluation asks for them zero-shot. Training data (generator captions, stage-0 captions, edit
-targets) draws only training specs; GenEval-shapes draws only held-out ones.
+shape in each slot). `single_object` has only three specs, one per shape, so none can go with
+its shape still covered inside the category: one spec is held out anyway ("a triangle" or
+another, by seed), its shape being trained in the other templates ("a red triangle", "two
+triangles"); its 32 evaluation images share that one prompt. Training data (generator
+captions, stage-0 captions, the tokenizer's corpus) draws only training specs; GenEval-shapes
+draws only held-out ones.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from .shapes import Scene
 
 HELDOUT_FRACTION = 0.25
 SPLIT_SEED = 20261202
-HELDOUT_CATEGORIES: tuple[str, ...] = ("single_object",)  # held out whole (module docstring)
 
 
 def _features(spec: Spec) -> set[tuple]:
@@ -46,8 +46,6 @@ def _features(spec: Spec) -> set[tuple]:
 def heldout_specs(category: str) -> frozenset[Spec]:
     """The specs of `category` reserved for evaluation (fixed by `SPLIT_SEED`)."""
     specs = all_specs(category)
-    if category in HELDOUT_CATEGORIES:
-        return frozenset(specs)
     rng = np.random.default_rng([SPLIT_SEED, CATEGORIES.index(category)])
     target = max(1, round(HELDOUT_FRACTION * len(specs)))
     needed = set().union(*(_features(s) for s in specs))
@@ -59,11 +57,13 @@ def heldout_specs(category: str) -> frozenset[Spec]:
         covered = set().union(*(_features(s) for s in specs if s not in candidate))
         if covered >= needed:
             held = candidate
+    if not held:  # single_object: covered by the other categories (module docstring)
+        held = {specs[int(rng.integers(len(specs)))]}
     return frozenset(held)
 
 
 def train_specs(category: str) -> list[Spec]:
-    """The specs of `category` training may use (empty for a wholly held-out category)."""
+    """The specs of `category` training may use."""
     held = heldout_specs(category)
     return [s for s in all_specs(category) if s not in held]
 
@@ -72,13 +72,11 @@ def is_heldout(spec: Spec) -> bool:
     return spec in heldout_specs(spec.category)
 
 
-TRAIN_CATEGORIES: tuple[str, ...] = tuple(c for c in CATEGORIES if c not in HELDOUT_CATEGORIES)
+TRAIN_CATEGORIES: tuple[str, ...] = CATEGORIES  # every category keeps training specs
 
 
 def sample_train_prompt(rng: np.random.Generator, category: str) -> tuple[str, Spec, Scene]:
     """A random training prompt of `category` (never a held-out spec), its spec and a scene."""
-    if category in HELDOUT_CATEGORIES:
-        raise ValueError(f"category '{category}' is held out whole; train on {TRAIN_CATEGORIES}")
     while True:
         spec = random_spec(rng, category)
         if not is_heldout(spec):

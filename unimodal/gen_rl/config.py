@@ -80,5 +80,5 @@ class GenRLConfig:
     rl: FlowGRPOConfig = field(default_factory=FlowGRPOConfig)
     eval: RLEvalConfig = field(default_factory=RLEvalConfig)
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(out_dir="runs/gen_rl", steps=100, batch_size=5, lr=1e-4)
+        default_factory=lambda: TrainConfig(out_dir="runs/gen_rl", steps=100, batch_size=6, lr=1e-4)
     )

@@ -24,7 +24,7 @@ class TrainPrompt:
 
 class TrainPrompts:
     """An endless, indexable stream of training prompts: item i is in training category
-    i mod 5 (so a batch of 5k prompts covers every category k times) with a training spec drawn
+    i mod 6 (so a batch of 6k prompts covers every category k times) with a training spec drawn
     by seed (seed, i)."""
 
     def __init__(self, seed: int) -> None:

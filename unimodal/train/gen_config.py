@@ -28,7 +28,7 @@ class SampleConfig:
         "a square and a circle",
         "a triangle above a circle",
         "a red square and a blue circle",
-        "a circle",
+        "a triangle",
         "a white circle",
         "a magenta square",
         "a cyan square",
