@@ -88,8 +88,9 @@ def test_model_stage0_trains_the_backbone_once_then_reuses_it(tmp_path, tiny_bac
     )
     with pytest.raises(ConfigError, match="stage 0 .* failed"):
         resolve_stage0(BackboneConfig(stage0=str(bad)), tool)
-    with pytest.raises(ValueError, match="model.stage0 and model.path"):
-        BackboneConfig(stage0="mllm_tiny", path=str(tiny_backbone_dir))
+    given = BackboneConfig(stage0=str(bad), path=str(tiny_backbone_dir))
+    resolve_stage0(given, tool)  # an explicit path wins: nothing is trained
+    assert given.path == str(tiny_backbone_dir)
 
 
 def test_held_out_code_modules_are_never_trained_on():

@@ -31,7 +31,6 @@ from unimodal.gendata import GenData, batch_inputs
 from unimodal.generator import Generator
 from unimodal.grid import save_grid, to_pil
 from unimodal.train import EMA, loop, trainable
-from unimodal.train.chain import resolve_stage0
 from unimodal.train.gen_config import GenTrainConfig
 
 CONFIG = GenTrainConfig
@@ -39,7 +38,6 @@ CONFIG = GenTrainConfig
 
 def main(cfg: GenTrainConfig) -> dict:
     tc = cfg.train
-    resolve_stage0(cfg.model, Path(__file__).with_name("train_mllm.py"))
     run = loop.start(cfg, tc, "gen")
     gen = Generator(cfg.gen, loop.load_backbone(run, cfg.model))
     if cfg.speed.compile:  # one static graph per resolution (three scales)

@@ -24,10 +24,14 @@ def stage0_folder(name: str) -> Path:
     return Path(cfg.train.out_dir) / "final"
 
 
-def resolve_stage0(m: BackboneConfig, train_mllm: Path) -> None:
-    """Point `m.path` at the stage-0 backbone of `m.stage0`, running `train_mllm` first when
-    the folder is missing (a no-op when `m.stage0` is empty)."""
-    if not m.stage0:
+TRAIN_MLLM = Path(__file__).resolve().parents[2] / "tools" / "train_mllm.py"
+
+
+def resolve_stage0(m: BackboneConfig, train_mllm: Path = TRAIN_MLLM) -> None:
+    """Point `m.path` at the stage-0 backbone of `m.stage0`, running `train_mllm` (this
+    checkout's tool) first when the folder is missing (a no-op when `m.stage0` is empty or
+    `m.path` is given)."""
+    if not m.stage0 or m.path:  # an explicit path wins
         return
     final = stage0_folder(m.stage0)
     if not (final / "config.json").is_file():
@@ -36,6 +40,8 @@ def resolve_stage0(m: BackboneConfig, train_mllm: Path) -> None:
                 f"model.stage0: {final} is missing; train it first with "
                 f"`python tools/train_mllm.py --config {m.stage0}`"
             )
+        if not train_mllm.is_file():
+            raise ConfigError(f"model.stage0: {final} is missing and {train_mllm} is not here")
         print(f"model.stage0: no {final}; training stage 0 first ({m.stage0})", flush=True)
         done = subprocess.run([sys.executable, str(train_mllm), "--config", m.stage0])
         if done.returncode != 0 or not (final / "config.json").is_file():

@@ -21,7 +21,7 @@ class BackboneConfig:
     path: str = ""  # a local HF folder; empty builds the offline `preset` backbone
     preset: str = "tiny"  # tiny | tiny_gen | cpu | small (unimodal/presets.py)
     stage0: str = ""  # a train_mllm config whose OUT/final is the backbone, trained first when
-    # missing (unimodal/train/chain.py); excludes `path`
+    # missing (unimodal/train/chain.py); a `path` given as well wins (e.g. --model.path=...)
     dtype: str = "auto"  # auto | float32 | bfloat16 (auto: unimodal.train.loop.load_backbone)
     gradient_checkpointing: bool = False  # for the training forward passes only
 
@@ -32,8 +32,6 @@ class BackboneConfig:
             raise ValueError(f"model.preset: unknown '{self.preset}'; one of {sorted(PRESETS)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype: unknown '{self.dtype}' ({' | '.join(DTYPES)})")
-        if self.stage0 and self.path:
-            raise ValueError("model.stage0 and model.path: set one (stage0 trains the path)")
 
 
 @dataclass

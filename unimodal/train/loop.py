@@ -123,13 +123,16 @@ def start(cfg: Any, tc: TrainConfig, name: str) -> Run:
 
 
 def load_backbone(run: Run, m: BackboneConfig, auto_bf16: bool = False):
-    """The backbone of `m` (a preset is built once, by the main process first).
+    """The backbone of `m` (a preset is built once, by the main process first; a stage-0 run
+    named by `m.stage0` is trained first when its folder is missing).
 
     `model.dtype = "auto"` keeps the checkpoint's own dtype, or with `auto_bf16` (frozen bases
     under LoRA heads) loads bf16 weights when training runs under bf16 mixed precision."""
     from unimodal.backbone import Backbone
     from unimodal.presets import ensure_backbone
+    from unimodal.train.chain import resolve_stage0
 
+    resolve_stage0(m)  # `model.stage0`: the stage-0 run's OUT/final, trained first if missing
     with run.acc.main_process_first():
         path = ensure_backbone(m.path, m.preset)
     dtype = None if m.dtype == "auto" else getattr(torch, m.dtype)
