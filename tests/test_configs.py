@@ -39,11 +39,11 @@ class CpuOnly(NamedTuple):
 
     key: str  # dotted key in the resolved config
     is_cpu: Callable[[Any], bool]  # the resolved value is the CPU-only one
-    unless: str = ""  # a dotted key whose non-empty value makes the setting moot
+    unless: tuple[str, ...] = ()  # dotted keys any of whose non-empty value makes it moot
 
 
 CPU_ONLY = (
-    CpuOnly("model.preset", lambda v: v in ("tiny", "tiny_gen"), unless="model.path"),
+    CpuOnly("model.preset", lambda v: v in ("tiny", "tiny_gen"), ("model.path", "model.stage0")),
     CpuOnly("gen.relative_queries", lambda v: v is True),
     CpuOnly("gen.queries.attention", lambda v: v == "prompt"),
     CpuOnly("gen.prompt_loss_weight", lambda v: v > 0),  # checked only while the field exists
@@ -81,7 +81,8 @@ def unnamed_cpu_settings(resolved: dict[str, Any], written: dict[str, Any]) -> l
     bad = []
     for s in CPU_ONLY:
         value = lookup(resolved, s.key)
-        if value is MISSING or (s.unless and lookup(resolved, s.unless) not in (MISSING, "")):
+        moot = any(lookup(resolved, k) not in (MISSING, "") for k in s.unless)
+        if value is MISSING or moot:
             continue
         if s.is_cpu(value) and lookup(written, s.key) is MISSING:
             bad.append(f"{s.key} = {value!r}")
