@@ -1,4 +1,5 @@
-"""GenEval in the shapes world: generate for a fixed seeded prompt set, score with the checker.
+"""GenEval in the shapes world: generate for a fixed seeded set of held-out prompts, score with
+the checker.
 
 The six GenEval categories (single object, two objects, counting, colours, position, colour
 attribution); an image counts as correct when the checker finds the prompt's spec satisfied.
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 
 from unimodal.data import CATEGORIES, check, geneval_prompts
+from unimodal.gen_rl.evaluate import standard_error
 from unimodal.grid import save_grid, to_pil
 
 
@@ -51,8 +53,10 @@ def evaluate_geneval_shapes(
     report = {
         "suite": "geneval-shapes",
         "overall": sum(per_cat.values()) / max(1, len(per_cat)),
+        "standard_error": standard_error(per_cat, n_per_category),
         "per_category": per_cat,
         "n_per_category": n_per_category,
+        "held_out": "every prompt is a held-out spec (unimodal/data/split.py)",
         "results": rows,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
@@ -66,4 +70,7 @@ def geneval_table(report: dict) -> str:
     cats = list(report["per_category"])
     head = " ".join(f"{c:>13}" for c in cats)
     vals = " ".join(f"{report['per_category'][c]:>13.3f}" for c in cats)
-    return f"{'overall':>9} {head}\n{report['overall']:>9.3f} {vals}"
+    se = report.get("standard_error")
+    tail = f"\n(held-out prompts, n = {report['n_per_category']} per category"
+    tail += f"; overall standard error {se:.3f})" if se is not None else ")"
+    return f"{'overall':>9} {head}\n{report['overall']:>9.3f} {vals}{tail}"
