@@ -19,8 +19,14 @@ def test_stage0_smoke_writes_and_resumes(tmp_path, tiny_backbone_dir, capsys):
         "--train.save_every=1",
         "--train.warmup_steps=1",
         "--eval.vqa_samples=4",
+        "--eval.every=1",
+        "--eval.every_samples=4",
+        "--train.log_every=1",
     ]
     report = main(load_config(CONFIG, args + ["--train.steps=2"]))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(0 <= r["vqa/overall"] <= 1 for r in rows)
+    assert {"loss_vqa", "loss_caption", "loss_code"} & set(rows[0])
     ckpts = checkpoint.list_checkpoints(out)
     assert [c.name for c in ckpts] == ["step_00000001", "step_00000002"]
     state = checkpoint.load_train_state(ckpts[-1])

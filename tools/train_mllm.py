@@ -58,11 +58,23 @@ def main(cfg: MLLMConfig) -> dict:
             prompt, mask = prompt.to(run.acc.device), mask.to(run.acc.device)
             kinds = [ex.kind for ex in batch]
             row = loop.update(run, model, params, partial(loss, prompt, mask, kinds))
+        if cfg.eval.every and loop.due(run, cfg.eval.every):
+            row |= vqa_progress(backbone, cfg)
         loop.log(run, row, show=("loss", "items_s"))
         loop.save(run, lambda: {"model": run.acc.get_state_dict(model)})
     report = finish_stage0(run, run.acc.unwrap_model(model), cfg) if run.complete else {}
-    loop.finish(run, curves=("loss*", "items_s"))
+    loop.finish(run, curves=("loss*", "vqa/*", "items_s"))
     return report
+
+
+def vqa_progress(backbone, cfg: MLLMConfig) -> dict[str, float]:
+    """A small held-out VQA score for the curves (`eval.every_samples` questions)."""
+    e = cfg.eval
+    backbone.model.eval()
+    report = evaluate_vqa(backbone, e.every_samples, cfg.data.image_size, e.batch_size)
+    backbone.model.train()
+    per_type = {f"vqa/{q}": r["accuracy"] for q, r in report["per_type"].items()}
+    return {"vqa/overall": report["overall"], **per_type}
 
 
 def finish_stage0(run: loop.Run, backbone, cfg: MLLMConfig) -> dict:

@@ -29,6 +29,13 @@ class Stage0DataConfig:
 class VQAEvalConfig:
     vqa_samples: int = 200
     batch_size: int = 32
+    every: int = 0  # steps between small held-out VQA evaluations logged as vqa/* (0: off);
+    # a multiple of train.log_every, so they land on logged rows and in curves.png
+    every_samples: int = 64
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.every_samples < 1:
+            raise ValueError("eval.every must be >= 0 and eval.every_samples >= 1")
 
 
 @dataclass
