@@ -12,6 +12,7 @@ draws only held-out ones.
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import cache
 
 import numpy as np
@@ -48,15 +49,14 @@ def heldout_specs(category: str) -> frozenset[Spec]:
     specs = all_specs(category)
     rng = np.random.default_rng([SPLIT_SEED, CATEGORIES.index(category)])
     target = max(1, round(HELDOUT_FRACTION * len(specs)))
-    needed = set().union(*(_features(s) for s in specs))
+    uses = Counter(f for s in specs for f in _features(s))  # training specs using each value
     held: set[Spec] = set()
     for i in rng.permutation(len(specs)):
         if len(held) == target:
             break
-        candidate = held | {specs[i]}
-        covered = set().union(*(_features(s) for s in specs if s not in candidate))
-        if covered >= needed:
-            held = candidate
+        if all(uses[f] > 1 for f in _features(specs[i])):  # every value stays covered
+            held.add(specs[i])
+            uses.subtract(_features(specs[i]))
     if not held:  # single_object: covered by the other categories (module docstring)
         held = {specs[int(rng.integers(len(specs)))]}
     return frozenset(held)
