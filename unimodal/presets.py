@@ -82,6 +82,10 @@ class Preset:
     # relative to the empty prompt are close to a bag of the prompt's token embeddings
     patch_size: int = 14  # the vision tower's patch side in pixels (Qwen2-VL: 14)
     max_pixels: int = 0  # resize ceiling (area); 0: 4 x image_pixels
+    rope_theta: float = 1e4  # the LM's RoPE base
+    mrope: tuple[int, int, int] | None = None  # frequency pairs for (time, height, width);
+    # None: Qwen2-VL's split (half the pairs to time). Time takes the fastest frequencies, so
+    # on a small image grid with a large base the height / width pairs barely rotate
 
 
 PRESETS = {
@@ -167,7 +171,9 @@ def qwen2vl_config(p: Preset, tokenizer):
     ids = {s: tokenizer.convert_tokens_to_ids(s) for s in SPECIAL_TOKENS}
     head_dim = p.hidden_size // p.heads
     half = head_dim // 2
-    mrope = [half - 2 * (half // 4), half // 4, half // 4]  # temporal, height, width
+    mrope = list(p.mrope or (half - 2 * (half // 4), half // 4, half // 4))  # t, h, w
+    if sum(mrope) != half:
+        raise ValueError(f"preset mrope {mrope} must sum to head_dim / 2 = {half}")
     return Qwen2VLConfig(
         text_config=dict(
             vocab_size=len(tokenizer),
@@ -177,7 +183,11 @@ def qwen2vl_config(p: Preset, tokenizer):
             num_attention_heads=p.heads,
             num_key_value_heads=p.kv_heads,
             max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "mrope_section": mrope, "rope_theta": 1e4},
+            rope_parameters={
+                "rope_type": "default",
+                "mrope_section": mrope,
+                "rope_theta": p.rope_theta,
+            },
             bos_token_id=None,
             initializer_range=p.init_std,
             eos_token_id=ids["<|im_end|>"],

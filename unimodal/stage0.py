@@ -22,6 +22,8 @@ from unimodal.data import QTYPES, questions, render, sample_scene, train_caption
 from unimodal.presets import CODE_MODULES, HELDOUT_CODE_MODULES, stdlib_code
 
 CAPTION_QUESTION = "Describe the image."
+OBJECTS_QUESTION = "List the objects from left to right."
+KINDS = ("caption", "objects", "vqa", "code")
 
 
 @dataclass
@@ -32,7 +34,7 @@ class Example:
     images: list[Image.Image] = field(default_factory=list)
     answer: str = ""
     text: str = ""
-    kind: str = "caption"  # caption | vqa | code
+    kind: str = "caption"  # one of KINDS
     qtype: str = ""
 
 
@@ -44,7 +46,13 @@ def shapes_example(
     seed: int, index: int, kind: str, image_size: int, qa_per_image: int = 1
 ) -> Example:
     """A captioning or VQA example drawn deterministically from (seed, index); a VQA example
-    asks up to `qa_per_image` questions about its image, as turns of one conversation."""
+    asks up to `qa_per_image` questions about its image, as turns of one conversation; an
+    `objects` example names every object (colour and shape) from left to right."""
+    if kind == "objects":
+        scene = sample_scene(np.random.default_rng([seed, index, 5]))
+        names = [f"{o.color} {o.shape}" for o in sorted(scene.objects, key=lambda o: o.cx)]
+        image = render(scene, image_size)
+        return Example(image_turn(OBJECTS_QUESTION), [image], ", ".join(names), kind="objects")
     if kind == "caption":
         rng = np.random.default_rng([seed, index])
         while True:  # some scenes (four mixed objects, held-out specs) have no caption
@@ -125,9 +133,8 @@ class Stage0Data:
     ):
         self.seed, self.image_size, self.qa_per_image = seed, image_size, qa_per_image
         self.kinds = [k for k, w in weights.items() if w > 0]
-        unknown = set(self.kinds) - {"caption", "vqa", "code"}
-        if unknown or not self.kinds:
-            raise ValueError(f"data.weights: kinds must be caption/vqa/code, got {sorted(weights)}")
+        if set(self.kinds) - set(KINDS) or not self.kinds:
+            raise ValueError(f"data.weights: kinds must be among {KINDS}, got {sorted(weights)}")
         w = np.array([weights[k] for k in self.kinds], dtype=np.float64)
         self.probs = w / w.sum()
         self.code = load_code_corpus(code_path, chunk_chars) if "code" in self.kinds else []

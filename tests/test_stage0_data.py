@@ -1,0 +1,40 @@
+"""Stage-0 data kinds and the preset's RoPE layout."""
+
+import pytest
+
+from unimodal.data import render, sample_scene
+from unimodal.stage0 import OBJECTS_QUESTION, Stage0Data, shapes_example
+
+
+def test_objects_example_names_every_object_left_to_right():
+    import numpy as np
+
+    for index in range(20):
+        ex = shapes_example(5, index, "objects", 64)
+        scene = sample_scene(np.random.default_rng([5, index, 5]))
+        xs = sorted(scene.objects, key=lambda o: o.cx)
+        assert ex.answer == ", ".join(f"{o.color} {o.shape}" for o in xs)
+        assert ex.messages[0]["content"][1]["text"] == OBJECTS_QUESTION
+        assert ex.kind == "objects"
+        assert ex.images[0].tobytes() == render(scene, 64).tobytes()
+
+
+def test_mixture_draws_the_objects_kind_and_rejects_unknown_kinds():
+    data = Stage0Data(0, 32, {"objects": 1.0, "vqa": 1.0})
+    kinds = {data[i].kind for i in range(40)}
+    assert kinds == {"objects", "vqa"}
+    with pytest.raises(ValueError, match="objects"):
+        Stage0Data(0, 32, {"object": 1.0})
+
+
+def test_preset_rope_layout_reaches_the_config():
+    import dataclasses
+
+    from unimodal.presets import PRESETS, qwen2vl_config, train_tokenizer
+
+    tok = train_tokenizer(300, ["a red circle", "def f(x): return x"])
+    p = dataclasses.replace(PRESETS["cpu"], rope_theta=10.0, mrope=(4, 6, 6))
+    rope = qwen2vl_config(p, tok).text_config.rope_parameters
+    assert rope["rope_theta"] == 10.0 and list(rope["mrope_section"]) == [4, 6, 6]
+    with pytest.raises(ValueError, match="head_dim / 2 = 16"):
+        qwen2vl_config(dataclasses.replace(p, mrope=(4, 4, 4)), tok)
