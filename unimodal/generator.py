@@ -43,7 +43,13 @@ from unimodal.connector import Connector
 from unimodal.encoders import build_encoder
 from unimodal.fsdp import block_names
 from unimodal.generator_config import GenModelConfig, check_grids
-from unimodal.queries import MultiScaleQueries, query_states, query_states_cached
+from unimodal.queries import (
+    MultiScaleQueries,
+    PromptKV,
+    query_states,
+    query_states_cached,
+    query_states_from_kv,
+)
 
 __all__ = ["GenModelConfig", "Generator"]
 
@@ -94,24 +100,23 @@ class Generator(nn.Module):
 
     # ------------------------------------------------------------------ conditions
     def encode_prompts(self, texts: list[str], images: list[list] | None = None) -> Prompt:
-        convs = []
-        for i, t in enumerate(texts):
-            content: list = [{"type": "image"} for _ in (images[i] if images else [])]
-            content.append({"type": "text", "text": self.cfg.prompt_prefix + t})
-            convs.append([{"role": "user", "content": content}])
-        return self.backbone.encode_chat(convs, images)
+        return encode_prompts(self.backbone, self.cfg.prompt_prefix, texts, images)
 
-    def query_states(self, prompt: Prompt) -> list[torch.Tensor]:
-        """Backbone hidden states at each scale's query positions [(B, s*s, D)]."""
-        queries = self.queries(prompt.input_ids.shape[0])  # (B, Q, D)
+    def query_states(self, prompt: Prompt | PromptKV) -> list[torch.Tensor]:
+        """Backbone hidden states at each scale's query positions [(B, s*s, D)]; a `PromptKV`
+        (precomputed prompt keys / values) runs only the queries."""
+        rows = (prompt.prompt if isinstance(prompt, PromptKV) else prompt).input_ids.shape[0]
+        queries = self.queries(rows)  # (B, Q, D)
         pattern = self.queries.pattern()
-        if self.cfg.prefix_cache and torch.is_grad_enabled() and queries.requires_grad:
+        if isinstance(prompt, PromptKV):
+            hidden = query_states_from_kv(self.backbone, prompt, queries, pattern)
+        elif self.cfg.prefix_cache and torch.is_grad_enabled() and queries.requires_grad:
             hidden = query_states_cached(self.backbone, prompt, queries, pattern)
         else:  # one pass: without gradients the prompt is computed once either way
             hidden = query_states(self.backbone, prompt, queries, pattern)
         states = self.queries.split(hidden.float())
         if self.cfg.relative_queries:
-            base = self._empty_prompt_states(pattern, prompt.input_ids.device)
+            base = self._empty_prompt_states(pattern, queries.device)
             diffs = [h - b for h, b in zip(states, self.queries.split(base))]
             states = [d * d.pow(2).mean(-1, keepdim=True).add(1e-6).rsqrt() for d in diffs]
         return states
@@ -137,15 +142,18 @@ class Generator(nn.Module):
     # ------------------------------------------------------------------ training
     def forward(
         self,
-        prompt: Prompt,
-        pixels: torch.Tensor,
+        prompt: Prompt | PromptKV,
+        pixels: torch.Tensor | None,
         generator: torch.Generator | None = None,
         ref: torch.Tensor | None = None,
+        latents: list[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Losses for one batch; `pixels` (B, 3, H, W) in [-1, 1] at the largest resolution.
 
         `ref` (B, 3, H, W): editing sources (zeros for text-to-image rows); used as reference
         latents when the model has them, dropped to zeros with probability `image_dropout`.
+        `latents`: the VAE latents of every scale [(B, C, h, w)] precomputed (a cache,
+        with `prompt` a `PromptKV`); `pixels` is then unused (alignment to the backbone only).
         """
         if ref is not None and self.uses_reference:
             keep = torch.rand(ref.shape[0], generator=generator, device=ref.device)
@@ -153,17 +161,19 @@ class Generator(nn.Module):
         states = self.query_states(prompt)
         conds = self.conditions(states)
         aligned = self.cfg.align_weight > 0
+        if latents is not None and self.encoder is not None:
+            raise ValueError("precomputed latents: the external alignment encoder needs pixels")
         feats = self.encoder(pixels) if aligned and self.encoder is not None else None
         out: dict[str, torch.Tensor] = {}
-        total = pixels.new_zeros(())
+        total = conds[0].new_zeros((), dtype=torch.float32)
         for k in self.train_index:
-            s, res = self.cfg.queries.scales[k], self.cfg.resolutions[k]
-            img = pixels if pixels.shape[-1] == res else F.interpolate(pixels, (res, res), mode="area")  # fmt: skip
-            with torch.no_grad():
-                x0 = self.vae.encode(img)  # (B, C, h, w)
+            s = self.cfg.queries.scales[k]
+            x0 = (
+                latents[k] if latents is not None else self.encode_latents(pixels, k)
+            )  # (B, C, h, w)
             null = self.nulls[k].embedding
             cond, _, _ = drop_condition(conds[k], None, null, self.cfg.cfg_dropout, generator)
-            ref_k = self.reference_latents(ref, res)
+            ref_k = self.reference_latents(ref, self.cfg.resolutions[k])
             fm, hidden = denoising_loss(self.decoder, x0, cond, self.cfg.flow, generator, ref_k)
             out[f"fm_{s}"] = fm.detach()
             total = total + fm
@@ -174,6 +184,13 @@ class Generator(nn.Module):
                 total = total + self.cfg.align_weight * al
         out["loss"] = total
         return out
+
+    @torch.no_grad()
+    def encode_latents(self, pixels: torch.Tensor, k: int) -> torch.Tensor:
+        """Pixels (B, 3, H, W) -> VAE latents at scale k's resolution (B, C, h, w)."""
+        res = self.cfg.resolutions[k]
+        img = pixels if pixels.shape[-1] == res else F.interpolate(pixels, (res, res), mode="area")  # fmt: skip
+        return self.vae.encode(img)
 
     @torch.no_grad()
     def reference_latents(self, ref: torch.Tensor | None, res: int) -> torch.Tensor | None:
@@ -259,6 +276,18 @@ class Generator(nn.Module):
         absent = sorted(want - set(state))
         if absent:
             raise ValueError(f"generator weights: missing keys {absent[:5]}")
+
+
+def encode_prompts(
+    backbone: Backbone, prefix: str, texts: list[str], images: list[list] | None = None
+) -> Prompt:
+    """Each text (after `prefix`, with its images first) as a one-turn user chat, tokenised."""
+    convs = []
+    for i, t in enumerate(texts):
+        content: list = [{"type": "image"} for _ in (images[i] if images else [])]
+        content.append({"type": "text", "text": prefix + t})
+        convs.append([{"role": "user", "content": content}])
+    return backbone.encode_chat(convs, images)
 
 
 def _noise(shape: Sequence[int], seed: int, device: torch.device) -> torch.Tensor:

@@ -14,7 +14,8 @@ last scale's tokens spend most of their attention on the hundreds of queries bef
 
 The query pass (`query_states`, `query_states_cached`) runs the frozen backbone on prompt +
 queries and returns the final hidden states at the query positions, with gradients flowing
-through the frozen weights into the queries. The prompt is left-padded, so the queries sit at the
+through the frozen weights into the queries; `query_states_from_kv` runs only the queries over
+a prompt's precomputed keys / values (`PromptKV`, read from a cache on disk). The prompt is left-padded, so the queries sit at the
 same positions in every row and see the whole prompt; `query_attention_mask` builds the mask when
 the queries follow a `pattern` other than the causal order.
 
@@ -143,9 +144,43 @@ def query_states_cached(
     pos = backbone.position_ids(full)  # (B, L+Q) or (3, B, L+Q)
     with torch.no_grad():
         cache = backbone.run(prompt, position_ids=pos[..., :n], use_cache=True).cache
+    return _query_tail(backbone, full, pos, n, cache, queries, pattern)
+
+
+@dataclass
+class PromptKV:
+    """A left-padded text prompt batch with its keys / values precomputed (a cache on disk,
+    `unimodal.gencache`): per layer (B, H, L, d), zeros at the padding."""
+
+    prompt: Prompt
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+    def to(self, device: torch.device | str) -> PromptKV:
+        move = [[t.to(device) for t in ts] for ts in (self.keys, self.values)]
+        return PromptKV(self.prompt.to(device), *move)
+
+
+def query_states_from_kv(
+    backbone: Backbone, kv: PromptKV, queries: torch.Tensor, pattern: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The second pass of `query_states_cached` over a precomputed prompt cache (B, Q, D)."""
+    from transformers import DynamicCache
+
+    q, n = queries.shape[1], kv.prompt.input_ids.shape[1]
+    full = _with_placeholders(backbone, kv.prompt, q)
+    pos = backbone.position_ids(full)  # (B, L+Q)
+    cache = DynamicCache(config=backbone.model.config)
+    for i, (k, v) in enumerate(zip(kv.keys, kv.values, strict=True)):
+        cache.update(k.to(backbone.dtype), v.to(backbone.dtype), i)
+    return _query_tail(backbone, full, pos, n, cache, queries, pattern)
+
+
+def _query_tail(backbone, full: Prompt, pos, n: int, cache, queries, pattern) -> torch.Tensor:
+    """Only the queries (positions n..) through the prompt's cache; their states (B, Q, D)."""
     mask = full.attention_mask
     if pattern is not None:  # the query rows of the custom mask
-        mask = query_attention_mask(prompt.attention_mask, pattern, backbone.dtype, True)
+        mask = query_attention_mask(full.attention_mask[:, :n], pattern, backbone.dtype, True)
     tail = Prompt(full.input_ids[:, n:], mask, {})
     embeds = queries.to(backbone.dtype)  # (B, Q, D)
     out = backbone.run(tail, inputs_embeds=embeds, position_ids=pos[..., n:], cache=cache)
