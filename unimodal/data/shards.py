@@ -85,6 +85,12 @@ class TarReader:
             self._counts[shard] = len(self._index(shard)[1])
         return self._counts[shard]
 
+    def key(self, shard: int, record: int) -> str:
+        """The record's WebDataset key (member path up to the first dot of the base name)."""
+        rec = self._index(shard)[1][record]
+        d, _, base = rec[next(iter(rec))].name.rpartition("/")
+        return f"{d}/{base.partition('.')[0]}".lstrip("/")
+
     def read(self, shard: int, record: int) -> tuple[Image.Image, str]:
         tar, records = self._index(shard)
         rec = records[record]
@@ -149,6 +155,9 @@ class HFReader:
         row = next(it)
         self._it = (shard, record + 1, it)
         return row
+
+    def key(self, shard: int, record: int) -> str:
+        return f"{Path(self.shards[shard]).name}:{record}"
 
     def read(self, shard: int, record: int) -> tuple[Image.Image, str]:
         row = self._row(shard, record)

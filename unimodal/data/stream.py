@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -98,8 +98,8 @@ class ShardReader(Protocol):
 
     def count(self, shard: int) -> int: ...
 
-    def read(self, shard: int, record: int) -> tuple[Image.Image, str]:
-        """(RGB image, caption); raises BadRecord for an unusable record."""
+    def read(self, shard: int, record: int) -> Any:
+        """(RGB image, caption) (a cache's reader: its tensors); BadRecord for an unusable one."""
         ...
 
 
@@ -148,15 +148,18 @@ class ShardStream:
 
     def __getitem__(self, index: int) -> tuple[Image.Image, str]:
         """(image resized to `size`, caption) for the global sample index."""
+        image, text = self.record(index)
+        return fit_image(image, self.size, self.resize, self.background), text
+
+    def record(self, index: int) -> Any:
+        """The reader's record for the global sample index, as read (bad records skipped)."""
         k = self.layout.local(index)
         for t in range(self.total):
             _, shard, record = self.locate(k + t)
             try:
-                image, text = self.reader.read(shard, record)
+                return self.reader.read(shard, record)
             except BadRecord as e:
                 self._skip(shard, record, str(e))
-                continue
-            return fit_image(image, self.size, self.resize, self.background), text
         raise DataError(f"no readable record in {len(self.reader.shards)} shard(s)")
 
     def _skip(self, shard: int, record: int, why: str) -> None:
