@@ -4,6 +4,7 @@
     python tools/train_gen.py --config gen_shapes_gpu  # a GPU run
     python tools/train_gen.py --data.kind=folder --data.root=emoji_dir --gen.resolutions=[16,32,64]
     python tools/train_gen.py --config gen_shapes_gpu --print-config   # the resolved run
+    python tools/train_gen.py --data.kind=webdataset --data.root=DIR --data.cache=CACHE  # tools/cache.py
     accelerate launch --config_file configs/accelerate/ddp.yaml tools/train_gen.py --config ...
 
 Trains the multi-scale queries, connector, null conditions, alignment projectors and the decoder
@@ -27,7 +28,8 @@ from evals.geneval_shapes import evaluate_geneval_shapes, geneval_table
 from unimodal import checkpoint
 from unimodal.cli import run_tool
 from unimodal.config import to_toml
-from unimodal.gendata import GenData, batch_inputs
+from unimodal.gencache import CachedGenData, to_device
+from unimodal.gendata import GenData
 from unimodal.generator import Generator
 from unimodal.grid import save_grid, to_pil
 from unimodal.train import EMA, loop, trainable
@@ -58,21 +60,18 @@ def main(cfg: GenTrainConfig) -> dict:
         return out | ({"ema": ema.state_dict()} if ema is not None else {})
 
     loop.resume(run, load)
+    data = open_data(cfg, gen, run.per_process)  # before `prepare`: a cache checks the weights
     model = loop.prepare(run, gen)
     n_params = sum(p.numel() for p in params) / 1e6
     run.acc.print(f"trainable parameters: {n_params:.2f}M; query tokens: {gen.queries.num_tokens}")
-    data = GenData(cfg.data, max(cfg.gen.resolutions), tc.seed, per_process=run.per_process)
     noise = torch.Generator(device=run.acc.device)
     for _ in loop.steps(run):
         for _ in range(tc.grad_accum):
             noise.manual_seed(
                 tc.seed * 1_000_003 + run.position + run.acc.process_index * run.per_process
             )
-            prompt, pixels, ref = (
-                x.to(run.acc.device) if x is not None else None
-                for x in batch_inputs(gen, loop.take(run, data))
-            )
-            losses = loop.update(run, model, params, partial(model, prompt, pixels, noise, ref))
+            batch = to_device(data.batch(gen, loop.take(run, data)), run.acc.device)
+            losses = loop.update(run, model, params, partial(model, *batch[:2], noise, *batch[2:]))
         if ema is not None:
             ema.update(named)
         loop.log(run, losses, show=("loss", "items_s"))
@@ -85,6 +84,13 @@ def main(cfg: GenTrainConfig) -> dict:
     report = finish_gen(run, gen, ema, named, cfg) if run.main and run.complete else {}
     loop.finish(run, curves=("loss", "fm_*", "cos_*", "items_s"))
     return report
+
+
+def open_data(cfg: GenTrainConfig, gen: Generator, per_process: int) -> GenData | CachedGenData:
+    """The training samples: the configured source, or its precomputed cache (`data.cache`)."""
+    if cfg.data.cache:
+        return CachedGenData(cfg, gen, per_process)
+    return GenData(cfg.data, max(cfg.gen.resolutions), cfg.train.seed, per_process=per_process)
 
 
 def finish_gen(run: loop.Run, gen: Generator, ema: EMA | None, named: dict, cfg) -> dict:

@@ -45,12 +45,16 @@ class GenDataConfig:
     resize: str = "center_crop"  # images: center_crop (fill, crop) | pad (fit, letterbox)
     text_field: str = "text"  # hf: caption column; webdataset: caption field of {key}.json
     image_field: str = "image"  # hf: image column (HF Image struct or raw bytes)
+    cache: str = ""  # a directory written by tools/cache.py for this data: VAE latents and the
+    # prompt's keys / values are read from it instead of computed (unimodal/gencache.py)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"data.kind: unknown '{self.kind}' ({' | '.join(KINDS)})")
         if self.kind != "shapes" and not self.root:
             raise ValueError(f"data.root: required for data.kind = '{self.kind}' (a local path)")
+        if self.cache and self.kind == "shapes":
+            raise ValueError("data.cache: the shapes world is procedural; caches need fixed data")
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"data.resize: unknown '{self.resize}' ({' | '.join(RESIZE_MODES)})")
         if not 0 <= self.edit_fraction <= 1:
@@ -114,6 +118,10 @@ class GenData:
         category = self.categories[int(rng.integers(len(self.categories)))]
         text, _, scene = sample_train_prompt(rng, category)
         return GenSample(text, to_pixels(render(scene, self.size)))
+
+    def batch(self, gen, samples: list[GenSample]) -> tuple:
+        """(prompt, pixels, ref, latents None) for `Generator.forward` (see `batch_inputs`)."""
+        return (*batch_inputs(gen, samples), None)
 
 
 def batch_inputs(gen, samples: list[GenSample]):

@@ -63,3 +63,9 @@ class GenTrainConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
     eval: GenEvalConfig = field(default_factory=GenEvalConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)  # gen.prefix_cache is the other
+
+    def __post_init__(self) -> None:
+        if self.data.cache:  # fail at parse time when the run's frozen outputs are not fixed
+            from unimodal.gencache import check_cacheable
+
+            check_cacheable(self)
