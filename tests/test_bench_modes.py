@@ -115,3 +115,17 @@ def test_gen_train_on_edit_pairs(tiny_backbone_dir, tmp_path, capsys):
         r["variants"]["optimised"]["flops_per_step"] < r["variants"]["baseline"]["flops_per_step"]
     )
     assert r["mean_prompt_tokens"] > 20  # the source image's vision tokens are in the prompt
+
+
+def test_gen_cache_times_both_variants_on_the_same_loss(tiny_backbone_dir, tmp_path, capsys):
+    argv = ["gen-cache", "--set", f"model.path={tiny_backbone_dir}", "--batch", "2"]
+    argv += ["--images", "6", "--steps", "1", "--rounds", "2", "--warmup", "0"]
+    r = run_mode(argv, tmp_path, capsys)
+    v = r["variants"]
+    assert r["mode"] == "gen-cache" and set(v) == {"uncached", "cached"}
+    assert all(x["images_per_s"] > 0 and len(x["round_s"]) == 2 for x in v.values())
+    assert set(r["ratio"]) == {"best", "median", "min", "max"} and r["ratio"]["best"] > 0
+    assert r["data"] == {"kind": "folder", "records": 6}  # shapes images written to a folder
+    assert r["cache"]["bytes"] > 0 and r["cache"]["kib_per_record"] > 0
+    assert r["first_loss"]["uncached"] > 0 and r["first_loss_abs_diff"] < 1e-4
+    assert r["mean_prompt_tokens"] > 3

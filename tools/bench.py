@@ -2,6 +2,7 @@
 
     python tools/bench.py executor [--n 2000] [--workers 2] [--out FILE.json]
     python tools/bench.py gen-train --config bench_gen_cpu --baseline --ablate [--sweep batch=2,4]
+    python tools/bench.py gen-cache --config bench_gen_cpu --images 64   # data.cache vs none
     python tools/bench.py sample --config bench_gen_cpu --baseline --batch 4 --steps 10
     python tools/bench.py rollout --batches 4,16 --max-new-tokens 32
     python tools/bench.py grpo-vs-trl --prompts 8 --group 4 --max-new-tokens 32   # needs trl (dev)
@@ -151,6 +152,7 @@ def _mode(module: str) -> Mode:
 MODES: dict[str, Mode] = {
     "executor": (add_executor_args, bench_executor, table_executor),
     "gen-train": _mode("gen_train"),
+    "gen-cache": _mode("gen_cache"),
     "sample": _mode("sample"),
     "rollout": _mode("rollout"),
     "grpo-vs-trl": _mode("grpo_trl"),
