@@ -1,9 +1,11 @@
 """Two CPU processes (gloo, launched by `accelerate launch`) train the generator: both ranks
 hold identical trainable weights after each saved step, and a checkpoint written under two
-processes resumes under one. Also a two-process smoke run of stage 0 (`tools/train_mllm.py`).
+processes resumes under one; from WebDataset / parquet shards of real emoji each rank reads only
+its own shards. Also a two-process smoke run of stage 0 (`tools/train_mllm.py`).
 
 Run as a script, this file is the worker: it runs a tool's `main` with the skeleton's
-`loop.save` wrapped so that every rank writes a hash of the weights it is about to save.
+`loop.save` wrapped so that every rank writes a hash of the weights it is about to save, and
+`loop.take` so that every rank records the shards and captions of a stream it trains on.
 """
 
 from __future__ import annotations
@@ -63,7 +65,26 @@ def worker(tool: str, argv: list[str]) -> None:
         return original(run, weights, **extra)
 
     loop.save = save
+    loop.take = record_takes(loop.take)
     mod.main(load_config(mod.CONFIG, argv))
+
+
+def record_takes(take):
+    """`loop.take` that also appends, for a sharded stream, this rank's shard files and the
+    captions it was handed to OUT/taken/rank<r>.jsonl."""
+
+    def recorded(run, source):
+        items = take(run, source)
+        stream = getattr(source, "stream", None)
+        if stream is not None:
+            shards = [Path(stream.reader.shards[u[0]]).name for u in stream.units]
+            row = {"shards": shards, "texts": [item.text for item in items]}
+            (run.out / "taken").mkdir(parents=True, exist_ok=True)
+            with open(run.out / "taken" / f"rank{run.acc.process_index}.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+        return items
+
+    return recorded
 
 
 def free_port() -> int:
@@ -139,6 +160,39 @@ def test_stage0_two_processes(tiny_backbone_dir, tmp_path):
     launch("train_mllm", args, 2, tmp_path, 120)
     ranks = read_hashes(out, 2)
     assert sorted(ranks) == [0, 1] and ranks[0]["hash"] == ranks[1]["hash"]
+
+
+@pytest.mark.parametrize("kind", ["webdataset", "hf"])
+def test_two_processes_train_from_their_own_shards(shared_data, tiny_backbone_dir, tmp_path, kind):
+    from tools.make_shards import folder_records, write_parquet, write_shards
+    from unimodal.data import prepare_emoji_folder
+
+    emoji = shared_data / "noto-emoji"
+    folder = prepare_emoji_folder(
+        emoji / "noto-emoji-png72.tar", emoji / "captions.jsonl", tmp_path / "folder", limit=16
+    )
+    records = folder_records(folder)
+    chunks = [records[i : i + 4] for i in range(0, 16, 4)]  # four shards of four records
+    if kind == "webdataset":
+        names = [p.name for p in write_shards(records, tmp_path / "data", 4)]
+    else:
+        names = [write_parquet(c, tmp_path / "data" / f"part-{i}.parquet").name
+                 for i, c in enumerate(chunks)]  # fmt: skip
+    captions = {name: {t for _, _, t in c} for name, c in zip(names, chunks, strict=True)}
+    out = tmp_path / "gen"
+    args = [f"--model.path={tiny_backbone_dir}", f"--train.out_dir={out}", *TINY_GEN]
+    args += [f"--data.kind={kind}", f"--data.root={tmp_path / 'data'}", "--train.steps=2"]
+    launch("train_gen", args, 2, tmp_path, 180)
+    assert (out / "final" / "generator.safetensors").is_file()
+    taken = {}
+    for r in (0, 1):
+        rows = [json.loads(x) for x in (out / "taken" / f"rank{r}.jsonl").read_text().splitlines()]
+        assert len(rows) == 2 and all(len(row["texts"]) == 2 for row in rows)  # 2 steps x 2
+        assert rows[0]["shards"] == names[r::2]  # rank r: shards r, r + 2
+        own = set().union(*(captions[s] for s in rows[0]["shards"]))
+        taken[r] = [t for row in rows for t in row["texts"]]
+        assert set(taken[r]) <= own, f"rank {r} read a record of another rank's shards"
+    assert not set(taken[0]) & set(taken[1]) and len(set(taken[0] + taken[1])) == 8
 
 
 if __name__ == "__main__":
