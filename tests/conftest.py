@@ -31,3 +31,36 @@ def shared_data() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"shared data not found at {SHARED}")
     return SHARED
+
+
+# Fixture folders of published models (unimodal/fixtures): real widths, heads, vision and rope
+# settings, 2 layers; the embedding is cut to FIXTURE_VOCAB rows (control tokens keep their
+# place 293 ids below its end) since the real 151936 rows are most of the cost: 311M of the
+# 3B fixture's 543M parameters, 1.1 GB on disk, and AdamW state for train_mllm.
+FIXTURE_VOCAB = 16384
+
+
+@pytest.fixture(scope="session")
+def vl_fixture_dir(tmp_path_factory) -> Path:
+    """Qwen2.5-VL-3B-Instruct, 2 layers (built in about 20 s)."""
+    from unimodal.fixtures import build_fixture
+
+    out = tmp_path_factory.mktemp("fixtures") / "qwen2.5-vl-3b"
+    return build_fixture("qwen2.5-vl-3b", out, layers=2, vocab_size=FIXTURE_VOCAB)
+
+
+@pytest.fixture(scope="session")
+def coder_fixture_dir(tmp_path_factory) -> Path:
+    """Qwen2.5-Coder-1.5B (text-only base model), 2 layers."""
+    from unimodal.fixtures import build_fixture
+
+    out = tmp_path_factory.mktemp("fixtures") / "qwen2.5-coder-1.5b"
+    return build_fixture("qwen2.5-coder-1.5b", out, layers=2, vocab_size=FIXTURE_VOCAB)
+
+
+@pytest.fixture(scope="session")
+def sana_fixture_dir(tmp_path_factory) -> Path:
+    """The SANA-600M pipeline folder (2 blocks) with the DC-AE f32c32 in vae/."""
+    from unimodal.fixtures import build_fixture
+
+    return build_fixture("sana-600m", tmp_path_factory.mktemp("fixtures") / "sana-600m")
