@@ -5,10 +5,15 @@
 `Generator` are plain wrappers, so they expose the union of the `_no_split_modules` of the
 Hugging Face / diffusers models they hold (nested ones, such as a vision tower, included).
 
+`gathered` gives decoding outside the root's forward (rollouts) the full parameters.
+
 Left out on purpose: size-based wrapping and per-family launcher configs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from torch import nn
 
@@ -28,3 +33,25 @@ def block_names(*models: nn.Module) -> list[str]:
 
 def _modules(models: tuple[nn.Module, ...]) -> list[nn.Module]:
     return [m for model in models for m in model.modules()]
+
+
+@contextmanager
+def gathered(model: nn.Module) -> Iterator[None]:
+    """Full parameters for calls that bypass the FSDP root's forward (rollouts, decoding):
+    every FSDP2 module in `model` is unsharded, and resharded on exit. A no-op without FSDP.
+
+    Inner blocks reshard after their own forward as usual; the root's own parameters (the
+    embedding, final norm, head) would otherwise stay sharded DTensors outside its forward."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # a torch without FSDP2
+        yield
+        return
+    sharded = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    for m in sharded:
+        m.unshard()
+    try:
+        yield
+    finally:
+        for m in sharded:
+            m.reshard()

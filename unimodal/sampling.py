@@ -18,6 +18,7 @@ import torch
 
 from unimodal.backbone import Backbone, Prompt
 from unimodal.decode_state import DecodeState, DynamicState, StaticState
+from unimodal.fsdp import gathered
 
 
 @dataclass
@@ -134,12 +135,14 @@ def sample(
     """
     prompt = prompt.to(backbone.device)
     toks, lps, alives = [], [], []
-    for tok, lp, alive, _ in _decode_steps(
+    steps = _decode_steps(
         backbone, prompt, max_new_tokens, temperature, top_p, generator, compact, static, compile
-    ):
-        toks.append(tok)
-        lps.append(lp)
-        alives.append(alive)
+    )
+    with gathered(backbone):  # under FSDP: full parameters outside the root's forward
+        for tok, lp, alive, _ in steps:
+            toks.append(tok)
+            lps.append(lp)
+            alives.append(alive)
     ids = torch.stack(toks, 1)  # (B, T)
     mask = torch.stack(alives, 1)  # (B, T)
     eos = torch.tensor(backbone.eos_token_ids, device=ids.device)
@@ -159,14 +162,15 @@ def stream_text(
     eos = set(backbone.eos_token_ids)
     ids: list[int] = []
     shown = ""
-    for tok, *_ in _decode_steps(backbone, prompt, max_new_tokens, temperature, top_p, None):
-        t = int(tok[0])
-        if t in eos:
-            break
-        ids.append(t)
-        text = backbone.tokenizer.decode(ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for more
-            continue
-        if len(text) > len(shown):
-            yield text[len(shown) :]
-            shown = text
+    with gathered(backbone):
+        for tok, *_ in _decode_steps(backbone, prompt, max_new_tokens, temperature, top_p, None):
+            t = int(tok[0])
+            if t in eos:
+                break
+            ids.append(t)
+            text = backbone.tokenizer.decode(ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for more
+                continue
+            if len(text) > len(shown):
+                yield text[len(shown) :]
+                shown = text
