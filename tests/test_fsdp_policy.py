@@ -64,24 +64,14 @@ def meta_backbone(model_cls: type, config, processor) -> Backbone:
     return Backbone(model, processor)
 
 
-def qwen25_vl_3b(layers: int = 2):
-    """Qwen2.5-VL-3B-Instruct's published config with its depth cut to `layers`."""
-    from transformers import Qwen2_5_VLConfig
+def real_config(name: str, layers: int = 2):
+    """A published config (`unimodal.fixtures`) with its depth cut to `layers`."""
+    from transformers import AutoConfig
 
-    text = dict(
-        vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=layers,
-        num_attention_heads=16, num_key_value_heads=2, max_position_embeddings=128000,
-        rope_parameters={"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1e6},
-        tie_word_embeddings=True, rms_norm_eps=1e-6,
-    )  # fmt: skip
-    vision = dict(
-        depth=layers, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
-        patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-        fullatt_block_indexes=[7, 15, 23, 31], in_chans=3,
-    )  # fmt: skip
-    return Qwen2_5_VLConfig(
-        text_config=text, vision_config=vision, image_token_id=151655, video_token_id=151656
-    )
+    from unimodal.fixtures.build import reduced_config
+    from unimodal.fixtures.real import FAMILIES
+
+    return AutoConfig.for_model(**reduced_config(FAMILIES[name], layers, None))
 
 
 def test_qwen2_vl_backbone_wraps_decoder_layers_and_vision_blocks(tiny_bb: Backbone):
@@ -92,19 +82,17 @@ def test_qwen2_vl_backbone_wraps_decoder_layers_and_vision_blocks(tiny_bb: Backb
 def test_qwen25_vl_backbone_of_real_widths(tiny_bb: Backbone):
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    bb = meta_backbone(Qwen2_5_VLForConditionalGeneration, qwen25_vl_3b(), tiny_bb.processor)
+    cfg = real_config("qwen2.5-vl-3b")
+    bb = meta_backbone(Qwen2_5_VLForConditionalGeneration, cfg, tiny_bb.processor)
     assert bb.hidden_size == 2048
     assert wrapped(bb) == {"Qwen2_5_VLDecoderLayer", "Qwen2_5_VLVisionBlock"}
     assert count(bb, "Qwen2_5_VLDecoderLayer") == 2
 
 
 def test_text_only_qwen25_backbone(tiny_bb: Backbone):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
-    cfg = Qwen2Config(
-        vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=2,
-        num_attention_heads=12, num_key_value_heads=2, tie_word_embeddings=True,
-    )  # fmt: skip
+    cfg = real_config("qwen2.5-coder-1.5b")
     bb = meta_backbone(Qwen2ForCausalLM, cfg, tiny_bb.tokenizer)
     assert wrapped(bb) == {"Qwen2DecoderLayer"}
 
