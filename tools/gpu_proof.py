@@ -8,7 +8,7 @@ Sections, in order (benchmarks/proof/): env (card, driver, versions, measured bf
 roofline, GPU-only switches), speed (four same-process comparisons against naive baselines),
 learning (stage 0 -> VQA, generation -> GenEval-shapes, AZR and RM-R1 before / after, each
 stopped by the clock and then evaluated), report. Every job runs in its own process under its
-share of `--budget` (default 540 s; 190 s with `--mini`), and proof.json is rewritten after each
+share of `--budget` (default 540 s; 240 s with `--mini`), and proof.json is rewritten after each
 one, so a crash or a timeout costs that job only. DIR receives proof.json, proof.md,
 samples.png, curves.png and proof.log (5 files); the training runs go to `--work`.
 """
@@ -45,14 +45,14 @@ LOG_HEAD, LOG_TAIL = 20_000, 400_000  # bytes of each job's log copied into proo
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--budget", type=float, default=None, help="seconds (540; --mini: 190)")
+    ap.add_argument("--budget", type=float, default=None, help="seconds (540; --mini: 240)")
     ap.add_argument("--out", type=Path, default=Path("runs/proof_out"))
     ap.add_argument("--work", type=Path, default=Path("runs/proof"), help="training runs")
     ap.add_argument("--mini", action="store_true", help="tiny sizes on the CPU")
     ap.add_argument("--only", default="", help="comma-separated jobs or sections to run")
     ap.add_argument("--commit", default="", help="recorded commit (default: git rev-parse HEAD)")
     args = ap.parse_args(argv)
-    args.budget = args.budget or (190.0 if args.mini else 540.0)
+    args.budget = args.budget or (240.0 if args.mini else 540.0)
     wanted = [w for w in args.only.split(",") if w]
     unknown = [w for w in wanted if not any(_picks(w, j) for j in PLAN)]
     if unknown:
