@@ -139,12 +139,17 @@ class DiffusersVAE(nn.Module):
 VAE = IdentityVAE | DiffusersVAE
 
 
-def build_vae(cfg: VAEConfig) -> VAE:
-    """Identity, or a frozen autoencoder loaded from the local folder ``cfg.path``."""
+def build_vae(cfg: VAEConfig, weights: bool = True) -> VAE:
+    """Identity, or a frozen autoencoder loaded from the local folder ``cfg.path``
+    (``weights=False``: built from its config alone, e.g. on the meta device)."""
     cfg.validate()
     if cfg.type == "identity":
         return IdentityVAE()
     cls = VAE_CLASSES[cfg.type]
     folder, subfolder = resolve_pretrained(cfg.path, "vae", "vae.path", (cls.__name__,))
-    model = cls.from_pretrained(folder, subfolder=subfolder, local_files_only=True)
+    kw = dict(subfolder=subfolder, local_files_only=True)
+    if weights:
+        model = cls.from_pretrained(folder, **kw)
+    else:
+        model = cls.from_config(cls.load_config(folder, **kw))
     return DiffusersVAE(model, sample_posterior=cfg.sample_posterior, source=cfg.path)

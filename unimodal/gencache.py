@@ -78,7 +78,7 @@ def check_cacheable(cfg: Any) -> None:
 def fingerprint(cfg: Any, gen: Any) -> dict[str, Any]:
     """What the cached tensors depend on, by config key (compared field by field on read)."""
     from unimodal.data.shards import resolve_shards
-    from unimodal.generator import encode_prompts
+    from unimodal.queries import encode_prompts
 
     d = cfg.data
     if d.kind == "folder":

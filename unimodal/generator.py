@@ -39,6 +39,7 @@ from flow_matching import (
 from flow_matching import sample as ode_sample
 from unimodal.align import Projector, alignment_loss, resample_grid
 from unimodal.backbone import Backbone, Prompt
+from unimodal.checkpointing import checkpoint_layers
 from unimodal.connector import Connector
 from unimodal.encoders import build_encoder
 from unimodal.fsdp import block_names
@@ -46,6 +47,7 @@ from unimodal.generator_config import GenModelConfig, check_grids
 from unimodal.queries import (
     MultiScaleQueries,
     PromptKV,
+    encode_prompts,
     query_states,
     query_states_cached,
     query_states_from_kv,
@@ -59,18 +61,28 @@ class Generator(nn.Module):
     the frozen alignment encoder of `cfg.encoder` when `align_target = 'encoder'`).
 
     `pretrained_weights=False` (loading a trained model): a pretrained decoder that trains in
-    full is built from its folder's config alone, as the trained state holds all its weights."""
+    full is built from its folder's config alone, as the trained state holds all its weights.
+    `config_only`: the decoder and VAE from their configs alone, whatever trains (no weight is
+    read: memory estimates on the meta device)."""
 
-    def __init__(self, cfg: GenModelConfig, backbone: Backbone, pretrained_weights: bool = True):
+    def __init__(
+        self,
+        cfg: GenModelConfig,
+        backbone: Backbone,
+        pretrained_weights: bool = True,
+        config_only: bool = False,
+    ):
         super().__init__()
         self.cfg = cfg
         self.backbone = backbone.freeze()
-        self.vae = build_vae(cfg.vae)
+        if cfg.backbone_checkpointing:
+            checkpoint_layers(backbone.model)
+        self.vae = build_vae(cfg.vae, weights=not config_only)
         self.vae.requires_grad_(False)
         dec_cfg = cfg.decoder
         if cfg.edit and cfg.edit_reference:  # reference latents enter as extra input channels
             dec_cfg = replace(dec_cfg, ref_channels=self.vae.latent_channels)
-        weights = pretrained_weights or dec_cfg.train_mode != "full"
+        weights = not config_only and (pretrained_weights or dec_cfg.train_mode != "full")
         self.decoder = build_decoder(dec_cfg, weights=weights)
         self.uses_reference = self.decoder.ref_channels > 0
         self.grids = check_grids(cfg, self.decoder, self.vae.downsample)
@@ -276,18 +288,6 @@ class Generator(nn.Module):
         absent = sorted(want - set(state))
         if absent:
             raise ValueError(f"generator weights: missing keys {absent[:5]}")
-
-
-def encode_prompts(
-    backbone: Backbone, prefix: str, texts: list[str], images: list[list] | None = None
-) -> Prompt:
-    """Each text (after `prefix`, with its images first) as a one-turn user chat, tokenised."""
-    convs = []
-    for i, t in enumerate(texts):
-        content: list = [{"type": "image"} for _ in (images[i] if images else [])]
-        content.append({"type": "text", "text": prefix + t})
-        convs.append([{"role": "user", "content": content}])
-    return backbone.encode_chat(convs, images)
 
 
 def _noise(shape: Sequence[int], seed: int, device: torch.device) -> torch.Tensor:

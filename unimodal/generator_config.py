@@ -63,6 +63,8 @@ class GenModelConfig:
     edit_reference: bool = True  # editing: also feed the source as reference latents
     image_dropout: float = 0.1  # editing: reference dropped (zeros) with this probability
     prefix_cache: bool = True  # training: prompt once without gradient, queries reuse its KV
+    backbone_checkpointing: bool = False  # recompute each frozen backbone layer in the backward
+    # pass instead of keeping its activations (memory for about one more forward pass)
 
     def __post_init__(self) -> None:
         scales = self.queries.scales

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from unimodal.backbone import Backbone, Prompt
+from unimodal.checkpointing import prefix_cache
 
 
 @dataclass
@@ -144,6 +145,7 @@ def query_states_cached(
     pos = backbone.position_ids(full)  # (B, L+Q) or (3, B, L+Q)
     with torch.no_grad():
         cache = backbone.run(prompt, position_ids=pos[..., :n], use_cache=True).cache
+    cache = prefix_cache([x.keys for x in cache.layers], [x.values for x in cache.layers])
     return _query_tail(backbone, full, pos, n, cache, queries, pattern)
 
 
@@ -165,19 +167,17 @@ def query_states_from_kv(
     backbone: Backbone, kv: PromptKV, queries: torch.Tensor, pattern: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The second pass of `query_states_cached` over a precomputed prompt cache (B, Q, D)."""
-    from transformers import DynamicCache
-
     q, n = queries.shape[1], kv.prompt.input_ids.shape[1]
     full = _with_placeholders(backbone, kv.prompt, q)
     pos = backbone.position_ids(full)  # (B, L+Q)
-    cache = DynamicCache(config=backbone.model.config)
-    for i, (k, v) in enumerate(zip(kv.keys, kv.values, strict=True)):
-        cache.update(k.to(backbone.dtype), v.to(backbone.dtype), i)
+    dtype = backbone.dtype
+    cache = prefix_cache([k.to(dtype) for k in kv.keys], [v.to(dtype) for v in kv.values])
     return _query_tail(backbone, full, pos, n, cache, queries, pattern)
 
 
 def _query_tail(backbone, full: Prompt, pos, n: int, cache, queries, pattern) -> torch.Tensor:
-    """Only the queries (positions n..) through the prompt's cache; their states (B, Q, D)."""
+    """Only the queries (positions n..) through the prompt's read-only cache (nothing is
+    written to it, so a checkpointed layer recomputes the same); their states (B, Q, D)."""
     mask = full.attention_mask
     if pattern is not None:  # the query rows of the custom mask
         mask = query_attention_mask(full.attention_mask[:, :n], pattern, backbone.dtype, True)
@@ -221,3 +221,15 @@ def _with_placeholders(backbone: Backbone, prompt: Prompt, q: int) -> Prompt:
         mm = extra["mm_token_type_ids"]
         extra["mm_token_type_ids"] = torch.cat([mm, mm.new_zeros(b, q)], 1)  # (B, L+Q)
     return Prompt(ids, mask, extra)
+
+
+def encode_prompts(
+    backbone: Backbone, prefix: str, texts: list[str], images: list[list] | None = None
+) -> Prompt:
+    """Each text (after `prefix`, with its images first) as a one-turn user chat, tokenised."""
+    convs = []
+    for i, t in enumerate(texts):
+        content: list = [{"type": "image"} for _ in (images[i] if images else [])]
+        content.append({"type": "text", "text": prefix + t})
+        convs.append([{"role": "user", "content": content}])
+    return backbone.encode_chat(convs, images)
