@@ -64,3 +64,31 @@ def sana_fixture_dir(tmp_path_factory) -> Path:
     from unimodal.fixtures import build_fixture
 
     return build_fixture("sana-600m", tmp_path_factory.mktemp("fixtures") / "sana-600m")
+
+
+@pytest.fixture(scope="session")
+def sd35_fixture_dir(tmp_path_factory) -> Path:
+    """The SD3.5-Medium pipeline folder (2 MMDiT blocks, block 0 dual-attention) with SD3's KL
+    VAE in vae/, saved in bf16 (800 MB, half of it the 384 x 384 position table, whose
+    construction is most of the 20 s build) and loaded by diffusers in float32."""
+    from unimodal.fixtures import build_fixture
+
+    return build_fixture("sd3.5-medium", tmp_path_factory.mktemp("fixtures") / "sd3.5-medium")
+
+
+@pytest.fixture(scope="session")
+def dinov2_fixture_dir(tmp_path_factory) -> Path:
+    """timm/vit_base_patch14_dinov2.lvd142m as its hub folder, 2 blocks, float32."""
+    from unimodal.fixtures import build_fixture
+
+    out = tmp_path_factory.mktemp("fixtures") / "dinov2-vitb14"
+    return build_fixture("dinov2-vitb14", out, layers=2, dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def clip_fixture_dir(tmp_path_factory) -> Path:
+    """open_clip ViT-B-16 (laion2B) as its hub folder, 2 blocks per tower, float32."""
+    from unimodal.fixtures import build_fixture
+
+    out = tmp_path_factory.mktemp("fixtures") / "openclip-vit-b16"
+    return build_fixture("openclip-vit-b16", out, layers=2, dtype="float32")

@@ -112,6 +112,100 @@ def test_sana_fixture_loads_through_the_decoder_and_vae_builders(sana_fixture_di
     assert vae.latent_channels == 32
 
 
+def shards_match_index(folder: Path, index: str) -> bool:
+    """Every shard the index names is there, and nothing else of that name."""
+    shards = set(json.loads((folder / index).read_text())["weight_map"].values())
+    stem = index.split(".")[0]
+    return len(shards) >= 2 and {p.name for p in folder.glob(f"{stem}-*.safetensors")} == shards
+
+
+def test_sd35_fixture_loads_through_the_decoder_and_vae_builders(sd35_fixture_dir: Path):
+    from flow_matching import DecoderConfig, VAEConfig, build_decoder, build_vae, downsample_factor
+
+    d, real = sd35_fixture_dir, FAMILIES["sd3.5-medium"].config
+    index = json.loads((d / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusion3Pipeline"
+    assert index["transformer"] == ["diffusers", "SD3Transformer2DModel"]
+    assert index["vae"] == ["diffusers", "AutoencoderKL"]
+    index_file = "diffusion_pytorch_model.safetensors.index.json"
+    assert shards_match_index(d / "transformer", index_file)
+    # configs/gen_sd3_pretrained_gpu.toml's loading path: decoder type sd3, vae type kl
+    dec = build_decoder(DecoderConfig(type="sd3", pretrained=str(d), align_block=1))
+    c = dec.transformer.config
+    assert type(dec.transformer).__name__ == "SD3Transformer2DModel"
+    widths = ("patch_size", "in_channels", "out_channels", "num_attention_heads",
+              "attention_head_dim", "joint_attention_dim", "caption_projection_dim",
+              "pooled_projection_dim", "pos_embed_max_size", "qk_norm", "sample_size")  # fmt: skip
+    assert {k: c[k] for k in widths} == {k: real[k] for k in widths}
+    assert (dec.hidden_dim, dec.cond_dim, dec.in_channels) == (1536, 4096, 16)
+    assert dec.pooled_proj is not None  # 4096-wide conditions, a 2048-wide pooled input
+    blocks = dec.transformer.transformer_blocks
+    assert len(blocks) == 2 and list(c.dual_attention_layers) == [0]
+    assert blocks[0].attn2 is not None and blocks[1].attn2 is None  # dual (MMDiT-X), then single
+    assert blocks[1].context_pre_only and dec.transformer.pos_embed.pos_embed.shape == (
+        1, 384 * 384, 1536,
+    )  # fmt: skip
+    vae_cfg = VAEConfig(type="kl", path=str(d))
+    assert downsample_factor(vae_cfg) == 8
+    vae = build_vae(vae_cfg)
+    assert type(vae.model).__name__ == "AutoencoderKL"
+    assert (vae.latent_channels, vae.downsample) == (16, 8)
+    assert (vae.scaling_factor, vae.shift_factor) == (1.5305, 0.0609)
+    vc = vae.model.config
+    assert list(vc.block_out_channels) == [128, 256, 512, 512] and vc.layers_per_block == 2
+
+
+def test_dinov2_fixture_is_a_timm_hub_folder_the_encoder_loads(dinov2_fixture_dir: Path):
+    from safetensors.torch import load_file
+
+    from unimodal.encoders import EncoderConfig, build_encoder
+
+    d = dinov2_fixture_dir
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["architecture"] == "vit_base_patch14_dinov2" and cfg["model_args"]["depth"] == 2
+    assert cfg["pretrained_cfg"]["input_size"] == [3, 518, 518]
+    assert (d / "model.safetensors").is_file() and (d / "pytorch_model.bin").is_file()
+    enc = build_encoder(EncoderConfig("timm", "", str(d), {"img_size": 224}))  # REPA's 224 px
+    vit = enc.model
+    assert type(vit).__name__ == "VisionTransformer" and len(vit.blocks) == 2
+    assert (enc.dim, vit.blocks[0].attn.num_heads, vit.patch_embed.patch_size) == (
+        768,
+        12,
+        (14, 14),
+    )
+    assert (enc.size, enc.num_tokens) == ((224, 224), 256)  # 16 x 16 patches, prefix dropped
+    assert torch.allclose(enc.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+    saved = load_file(d / "model.safetensors")
+    assert torch.equal(vit.blocks[1].mlp.fc2.weight, saved["blocks.1.mlp.fc2.weight"])
+    assert vit.pos_embed.shape == (1, 257, 768)  # 37 x 37 + 1 resampled to 16 x 16 + 1
+
+
+def test_open_clip_fixture_is_an_open_clip_hub_folder_the_encoder_loads(clip_fixture_dir: Path):
+    from unimodal.encoders import EncoderConfig, build_encoder
+    from unimodal.fixtures.real import CLIP_MEAN
+
+    d = clip_fixture_dir
+    cfg = json.loads((d / "open_clip_config.json").read_text())["model_cfg"]
+    assert cfg["vision_cfg"] == dict(image_size=224, layers=2, width=768, patch_size=16)
+    assert (d / "open_clip_model.safetensors").is_file()
+    enc = build_encoder(EncoderConfig("open_clip", "", str(d)))
+    vit = enc.model
+    assert type(vit).__name__ == "VisionTransformer" and len(vit.transformer.resblocks) == 2
+    assert (enc.dim, vit.transformer.resblocks[0].attn.num_heads) == (768, 12)
+    assert (enc.size, enc.num_tokens) == ((224, 224), 196)
+    assert torch.allclose(enc.mean.flatten(), torch.tensor(CLIP_MEAN))
+
+
+def test_encoder_hub_folders_that_do_not_fit_are_errors_naming_them(dinov2_fixture_dir, tmp_path):
+    from unimodal.encoders import EncoderConfig, EncoderError, build_encoder
+
+    with pytest.raises(EncoderError, match=f"'vit_small_patch14_dinov2', but {dinov2_fixture_dir}"):
+        build_encoder(EncoderConfig("timm", "vit_small_patch14_dinov2", str(dinov2_fixture_dir)))
+    (tmp_path / "config.json").write_bytes((dinov2_fixture_dir / "config.json").read_bytes())
+    with pytest.raises(EncoderError, match=f"{tmp_path} has config.json but no weights"):
+        build_encoder(EncoderConfig("timm", "", str(tmp_path)))
+
+
 def test_make_fixture_refuses_unknown_families_in_one_line(capsys):
     from tools.make_fixture import main
 

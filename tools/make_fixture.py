@@ -1,15 +1,18 @@
 """Write a random-init folder of a published model: its real config with the depth cut, laid out
 like the real repo (sharded safetensors + index, tokenizer with the real control-token ids, chat
-template, preprocessor and generation configs; SANA as a diffusers pipeline folder with the
-DC-AE f32c32 in vae/). Nothing is downloaded.
+template, preprocessor and generation configs; SANA / SD3.5 as diffusers pipeline folders with
+their VAE in vae/; timm / open_clip encoders as their hub folders). Nothing is downloaded.
 
     python tools/make_fixture.py --like qwen2.5-vl-3b --layers 2 --out runs/fixtures/vl3b
     python tools/make_fixture.py --like qwen2.5-coder-1.5b --out runs/fixtures/coder
     python tools/make_fixture.py --like sana-600m --out runs/fixtures/sana  # + vae/ (DC-AE)
+    python tools/make_fixture.py --like sd3.5-medium --out runs/fixtures/sd35  # + vae/ (KL, f8)
+    python tools/make_fixture.py --like dinov2-vitb14 --dtype float32 --out runs/fixtures/dino
     python tools/make_fixture.py --like qwen2-vl-2b --vocab-size 4096 --out DIR  # cheap CI copy
 
 Families: unimodal/fixtures/real.py. Then e.g. `tools/train_gen.py --model.path=runs/fixtures/vl3b
---gen.decoder.pretrained=runs/fixtures/sana --gen.vae.type=dc --gen.vae.path=runs/fixtures/sana`.
+--gen.decoder.pretrained=runs/fixtures/sana --gen.vae.type=dc --gen.vae.path=runs/fixtures/sana`,
+or `--gen.align_target=encoder --gen.encoder.path=runs/fixtures/dino` (REPA on DINOv2).
 """
 
 from __future__ import annotations

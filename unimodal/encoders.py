@@ -4,14 +4,17 @@ REPA (Yu et al. 2024) aligns a decoder block's hidden states to the patch featur
 self-supervised encoder, DINOv2 in its main setting. This is one thin adapter over two
 libraries, with nothing vendored:
 
-- ``timm``: ``timm.create_model(name, **model_kwargs)``, weights from the local file through
-  timm's own loader (``pretrained_cfg_overlay=dict(file=...)``), so timm's checkpoint filters
-  apply (original DINOv2 ``.pth`` files convert, position tables resample to ``img_size``);
-- ``open_clip``: ``open_clip.create_model(name, pretrained=<local file>)``, or a folder with
-  ``open_clip_config.json`` through its ``local-dir:`` schema; only the image tower is kept.
+- ``timm``: a Hugging Face timm folder (``config.json``: ``architecture``, ``pretrained_cfg``,
+  ``model_args``) through timm's ``local-dir:`` schema; otherwise ``timm.create_model(name,
+  **model_kwargs)`` with the weights file through timm's own loader
+  (``pretrained_cfg_overlay=dict(file=...)``). Either way timm's checkpoint filters apply
+  (original DINOv2 ``.pth`` files convert, position tables resample to ``img_size``);
+- ``open_clip``: a folder with ``open_clip_config.json`` through its ``local-dir:`` schema, or
+  ``open_clip.create_model(name, pretrained=<local file>)``; only the image tower is kept.
 
 ``path`` is a weights file (``.safetensors``, ``.pth``, ``.pt``, ``.bin``) or a folder holding
-one; nothing is downloaded (a name is never resolved as a hub tag). ``ImageEncoder`` maps images
+one checkpoint (in one or several of those formats, as hub folders have it); nothing is
+downloaded (a name is never resolved as a hub tag). ``model_kwargs`` override the folder's. ``ImageEncoder`` maps images
 in the generator's pixel range [-1, 1] to the last block's normalised patch tokens (B, N, D),
 resized to the encoder's input size and normalised with its own mean / std.
 
@@ -64,25 +67,50 @@ def find_weights(path: str | Path) -> Path:
     files = sorted(f for f in p.iterdir() if f.suffix in WEIGHT_SUFFIXES)
     preferred = [f for f in files if f.stem in ("model", "open_clip_model", "pytorch_model")]
     files = preferred or files
-    if len(files) != 1:
+    if len({f.stem for f in files}) != 1:  # one checkpoint, maybe saved in several formats
         found = ", ".join(f.name for f in files) or "none"
         raise EncoderError(f"encoder.path: need one weights file in {p}, found {found}")
-    return files[0]
+    return min(files, key=lambda f: WEIGHT_SUFFIXES.index(f.suffix))  # safetensors first
+
+
+def hub_folder(path: str, config: str) -> Path | None:
+    """`path` as a library's hub folder (holding `config` and weights), or None if it is not
+    one; a folder with the config but no weights is an error naming it."""
+    p = Path(path).expanduser()
+    if not (p / config).is_file():
+        return None
+    if not any(f.suffix in WEIGHT_SUFFIXES for f in p.iterdir()):
+        raise EncoderError(
+            f"encoder.path: {p} has {config} but no weights ({', '.join(WEIGHT_SUFFIXES)})"
+        )
+    return p.resolve()
+
+
+def _check_timm_folder(cfg: EncoderConfig, folder: Path) -> None:
+    """A timm folder's config.json names an architecture, the one `encoder.name` names."""
+    arch = json.loads((folder / "config.json").read_text()).get("architecture")
+    if not arch:
+        raise EncoderError(f"encoder.path: {folder}/config.json names no timm 'architecture'")
+    if cfg.name and cfg.name.split(".")[0] != arch:
+        raise EncoderError(f"encoder.name: '{cfg.name}', but {folder}/config.json holds a {arch}")
 
 
 def _timm_model(cfg: EncoderConfig) -> tuple[nn.Module, dict[str, Any]]:
     import timm
 
-    weights = find_weights(cfg.path)
-    name = cfg.name
-    config = weights.parent / "config.json"  # a Hugging Face timm folder names its model
-    if not name and config.is_file():
-        name = json.loads(config.read_text()).get("architecture", "")
-    if not name:
-        raise EncoderError(f"encoder.name: required for timm weights {weights}")
-    overlay = dict(file=str(weights.resolve()), url=None, hf_hub_id=None, source=None)
     kwargs = {"num_classes": 0} | cfg.model_kwargs
-    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    folder = hub_folder(cfg.path, "config.json")
+    if folder is not None:  # a Hugging Face timm folder: timm reads its config and weights
+        _check_timm_folder(cfg, folder)
+        model = timm.create_model(f"local-dir:{folder}", pretrained=True, **kwargs)
+    else:
+        weights = find_weights(cfg.path)
+        if not cfg.name:
+            raise EncoderError(f"encoder.name: required for timm weights {weights}")
+        overlay = dict(file=str(weights.resolve()), url=None, hf_hub_id=None, source=None)
+        model = timm.create_model(
+            cfg.name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs
+        )
     data = timm.data.resolve_model_data_config(model)
     size = getattr(getattr(model, "patch_embed", None), "img_size", None) or data["input_size"][1:]
     return model, dict(size=size, mean=data["mean"], std=data["std"])
@@ -91,14 +119,14 @@ def _timm_model(cfg: EncoderConfig) -> tuple[nn.Module, dict[str, Any]]:
 def _open_clip_model(cfg: EncoderConfig) -> tuple[nn.Module, dict[str, Any]]:
     import open_clip
 
-    weights = find_weights(cfg.path)
-    local = weights.parent / "open_clip_config.json"
-    if Path(cfg.path).is_dir() and local.is_file():
-        name, pretrained = f"local-dir:{weights.parent.resolve()}", None
-    elif cfg.name:
-        name, pretrained = cfg.name, str(weights.resolve())  # a path, never a hub tag
+    folder = hub_folder(cfg.path, "open_clip_config.json")
+    if folder is not None:  # open_clip picks the folder's weights (open_clip_model.* first)
+        name, pretrained = f"local-dir:{folder}", None
     else:
-        raise EncoderError(f"encoder.name: required for open_clip weights {weights}")
+        weights = find_weights(cfg.path)
+        if not cfg.name:
+            raise EncoderError(f"encoder.name: required for open_clip weights {weights}")
+        name, pretrained = cfg.name, str(weights.resolve())  # a path, never a hub tag
     model = open_clip.create_model(
         name, pretrained=pretrained, pretrained_image=False, pretrained_text=False,
         **cfg.model_kwargs,
