@@ -6,6 +6,8 @@
     python tools/bench.py sample --config bench_gen_cpu --baseline --batch 4 --steps 10
     python tools/bench.py rollout --batches 4,16 --max-new-tokens 32
     python tools/bench.py grpo-vs-trl --prompts 8 --group 4 --max-new-tokens 32   # needs trl (dev)
+    python tools/bench.py memory --config gen_sana_qwen25vl --backbone-like qwen2.5-vl-3b \
+        --decoder-like sana-600m --check   # per-GPU memory, meta device; a fixture check
 
 prints a JSON report, then a short table. A new mode adds `add_<mode>_args(parser)` and
 `bench_<mode>(args) -> dict` and one line in `MODES`; the larger modes live in
@@ -156,6 +158,7 @@ MODES: dict[str, Mode] = {
     "sample": _mode("sample"),
     "rollout": _mode("rollout"),
     "grpo-vs-trl": _mode("grpo_trl"),
+    "memory": _mode("memory"),
 }
 
 
