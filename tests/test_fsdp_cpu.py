@@ -35,6 +35,8 @@ def worker(backbone_dir: str, out: str, mode: str) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     bb = Backbone.from_pretrained(backbone_dir, dtype=torch.float32).freeze()
+    if mode == "generate":
+        return generate_worker(bb, out, rank, world)
     prompt = bb.encode_chat([[{"role": "user", "content": "a red circle"}]], None)
     names = set(block_names(bb))
     if mode == "resume":  # a different start: the weights must come from the checkpoint
@@ -55,6 +57,37 @@ def worker(backbone_dir: str, out: str, mode: str) -> None:
     ids = sample(bb, prompt, max_new_tokens=6, temperature=0.0).completion_ids[0].tolist()
     record = {"world": world, "ids": ids, "sharded_params": shards}
     Path(out, f"{mode}_rank{rank}_of{world}.json").write_text(json.dumps(record))
+    dist.destroy_process_group()
+
+
+def tiny_generator(bb):
+    import torch
+
+    from unimodal.generator import Generator, GenModelConfig
+
+    torch.manual_seed(0)  # the same weights on every rank and in the test
+    return Generator(GenModelConfig(), bb)
+
+
+def generate_worker(bb, out: str, rank: int, world: int) -> None:
+    """The generator sharded as accelerate's policy would (its blocks, then the root) samples
+    an image: every step runs outside the root's forward."""
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    from unimodal.fsdp import block_names
+
+    gen = tiny_generator(bb)
+    names = set(block_names(gen))
+    for m in list(gen.modules()):
+        if type(m).__name__ in names:
+            fully_shard(m)
+    fully_shard(gen)
+    shards = sum(type(p).__name__ == "DTensor" for p in gen.parameters())
+    image = gen.generate(["a red circle"], steps=2, seed=3)
+    torch.save(image, Path(out, f"image_rank{rank}_of{world}.pt"))
+    Path(out, f"generate_rank{rank}_of{world}.json").write_text(json.dumps({"sharded": shards}))
     dist.destroy_process_group()
 
 
@@ -99,6 +132,22 @@ def test_fsdp2_shards_decodes_saves_and_resumes_on_cpu(tiny_backbone_dir, tmp_pa
     ]  # fmt: skip
     assert all(r["sharded_params"] > 0 for r in runs.values())  # the parameters are DTensors
     assert all(r["ids"] == want for r in runs.values()), (want, runs)
+
+
+@pytest.mark.slow  # about 30 s on 2 shared cores
+def test_fsdp2_sharded_generator_samples_the_same_image(tiny_backbone_dir, tmp_path):
+    import torch
+
+    from unimodal.backbone import Backbone
+
+    bb = Backbone.from_pretrained(tiny_backbone_dir, dtype=torch.float32).freeze()
+    want = tiny_generator(bb).generate(["a red circle"], steps=2, seed=3)
+    launch(tiny_backbone_dir, tmp_path, "generate", 2)
+    for rank in range(2):
+        record = json.loads((tmp_path / f"generate_rank{rank}_of2.json").read_text())
+        assert record["sharded"] > 0
+        got = torch.load(tmp_path / f"image_rank{rank}_of2.pt")
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 if __name__ == "__main__":

@@ -5,17 +5,22 @@
 `Generator` are plain wrappers, so they expose the union of the `_no_split_modules` of the
 Hugging Face / diffusers models they hold (nested ones, such as a vision tower, included).
 
-`gathered` gives decoding outside the root's forward (rollouts) the full parameters.
+`gathered` (and the method decorator `unsharded`) gives decoding outside the root's forward
+(rollouts, image sampling) the full parameters.
 
 Left out on purpose: size-based wrapping and per-family launcher configs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import wraps
+from typing import Any, TypeVar
 
 from torch import nn
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def block_names(*models: nn.Module) -> list[str]:
@@ -55,3 +60,15 @@ def gathered(model: nn.Module) -> Iterator[None]:
     finally:
         for m in sharded:
             m.reshard()
+
+
+def unsharded(method: F) -> F:
+    """A module method that runs with every FSDP2 module of `self` unsharded (`gathered`): for
+    calls outside the root's forward, such as sampling."""
+
+    @wraps(method)
+    def run(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        with gathered(self):
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]

@@ -42,7 +42,7 @@ from unimodal.backbone import Backbone, Prompt
 from unimodal.checkpointing import checkpoint_layers
 from unimodal.connector import Connector
 from unimodal.encoders import build_encoder
-from unimodal.fsdp import block_names
+from unimodal.fsdp import block_names, unsharded
 from unimodal.generator_config import GenModelConfig, check_grids
 from unimodal.queries import (
     MultiScaleQueries,
@@ -214,6 +214,7 @@ class Generator(nn.Module):
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
+    @unsharded  # under FSDP: full parameters outside the root's forward
     def generate(
         self,
         texts: list[str],
