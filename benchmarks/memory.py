@@ -44,7 +44,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--batch", type=int, default=0, help="train.batch_size override")
     p.add_argument("--backbone-like", default="", help="published config for model.path")
-    p.add_argument("--decoder-like", default="", help="published SANA config (decoder + vae)")
+    p.add_argument("--decoder-like", default="", help="published decoder config (+ its vae)")
     p.add_argument("--prompt-tokens", type=int, default=64, help="prompt length, template incl.")
     p.add_argument("--gpu-gib", type=float, default=80.0, help="memory of one GPU")
     p.add_argument("--reserve-gib", type=float, default=4.0, help="CUDA context, fragmentation")
@@ -57,7 +57,7 @@ def config_folder(like: str, root: Path) -> Path:
     """A config-only folder of the published model `like` (full depth, no weights)."""
     from transformers import AutoConfig
 
-    from unimodal.fixtures.build import reduced_config
+    from unimodal.fixtures.build import PIPELINES, reduced_config
     from unimodal.fixtures.real import FAMILIES
     from unimodal.fixtures.tokenizer import qwen2_tokenizer
 
@@ -69,12 +69,14 @@ def config_folder(like: str, root: Path) -> Path:
         cfg = reduced_config(fam, text["num_hidden_layers"], None)
         if "vision_config" in cfg:
             cfg["vision_config"] = fam.config["vision_config"]  # whole tower, as published
-        AutoConfig.for_model(**cfg).save_pretrained(out)
+        config = AutoConfig.for_model(**cfg)
+        config.dtype = torch.bfloat16  # the published weights' dtype
+        config.save_pretrained(out)
         qwen2_tokenizer(bpe_size=512, eos_token=fam.eos_token).save_pretrained(out)
         return out
-    parts = {"transformer": fam.config, "vae": FAMILIES["dc-ae-f32c32"].config}
-    if fam.kind == "dcae":
-        parts = {"": fam.config}
+    if fam.kind not in PIPELINES:
+        raise ValueError(f"--decoder-like: '{like}' is not a decoder ({', '.join(PIPELINES)})")
+    parts = {"transformer": fam.config, "vae": FAMILIES[PIPELINES[fam.kind][1]].config}
     for sub, conf in parts.items():
         (out / sub).mkdir(parents=True, exist_ok=True)
         (out / sub / "config.json").write_text(json.dumps(conf))
@@ -100,7 +102,9 @@ def meta_generator(cfg: Any) -> Any:
         )
     config = AutoConfig.from_pretrained(path, local_files_only=True)
     auto = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
-    dtype = torch.float32 if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
+    own = getattr(config, "dtype", None) or torch.float32  # "auto": the checkpoint's own
+    dtype = own if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     with torch.device("meta"):
         model = auto.from_config(config, dtype=dtype, attn_implementation="sdpa")

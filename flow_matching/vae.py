@@ -129,11 +129,11 @@ class DiffusersVAE(nn.Module):
             z = dist.sample(generator) if self.sample_posterior else dist.mode()  # (B, C, h, w)
         else:
             z = self.model.encode(pixels).latent  # (B, C, h, w)
-        return self.normalize(z)
+        return self.normalize(z.float())  # fp32 latents whatever the VAE's dtype
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents (B, C, h, w) -> pixels (B, 3, h*f, w*f), roughly in [-1, 1]."""
-        return self.model.decode(self.denormalize(latents)).sample  # (B, 3, H, W)
+        return self.model.decode(self.denormalize(latents)).sample.float()  # (B, 3, H, W)
 
 
 VAE = IdentityVAE | DiffusersVAE

@@ -42,6 +42,7 @@ from unimodal.backbone import Backbone, Prompt
 from unimodal.checkpointing import checkpoint_layers
 from unimodal.connector import Connector
 from unimodal.encoders import build_encoder
+from unimodal.frozen import cast_frozen, frozen_autocast
 from unimodal.fsdp import block_names, unsharded
 from unimodal.generator_config import GenModelConfig, check_grids
 from unimodal.queries import (
@@ -60,12 +61,11 @@ class Generator(nn.Module):
     """Everything the generation path trains, plus the frozen backbone, decoder and VAE (and
     the frozen alignment encoder of `cfg.encoder` when `align_target = 'encoder'`).
 
-    `pretrained_weights=False` (loading a trained model): a pretrained decoder that trains in
-    full is built from its folder's config alone, as the trained state holds all its weights.
-    `config_only`: the decoder and VAE from their configs alone, whatever trains (no weight is
-    read: memory estimates on the meta device)."""
+    `pretrained_weights=False` (loading a trained model): a decoder trained in full is built
+    from its folder's config alone (the trained state holds its weights); `config_only`: the
+    decoder and VAE from their configs alone, whatever trains (meta-device estimates)."""
 
-    def __init__(
+    def __init__(  # fmt: skip
         self,
         cfg: GenModelConfig,
         backbone: Backbone,
@@ -96,6 +96,7 @@ class Generator(nn.Module):
         self.projectors = nn.ModuleList(
             Projector(self.decoder.hidden_dim, target_dim, cfg.projector_dim) for _ in scales
         )
+        cast_frozen([self.vae, self.decoder, self.encoder], cfg.frozen_dtype)
         self.train_index = [
             k for k, s in enumerate(scales) if not cfg.train_scales or s in cfg.train_scales
         ]
@@ -152,6 +153,7 @@ class Generator(nn.Module):
         return [self.connector(h, k) for k, h in enumerate(states)]  # [(B, s*s, Dc)]
 
     # ------------------------------------------------------------------ training
+    @frozen_autocast
     def forward(
         self,
         prompt: Prompt | PromptKV,
@@ -215,6 +217,7 @@ class Generator(nn.Module):
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     @unsharded  # under FSDP: full parameters outside the root's forward
+    @frozen_autocast
     def generate(
         self,
         texts: list[str],

@@ -63,6 +63,8 @@ class GenModelConfig:
     edit_reference: bool = True  # editing: also feed the source as reference latents
     image_dropout: float = 0.1  # editing: reference dropped (zeros) with this probability
     prefix_cache: bool = True  # training: prompt once without gradient, queries reuse its KV
+    frozen_dtype: str = "float32"  # float32 | bfloat16: the VAE, a LoRA / frozen decoder's
+    # base and an external encoder in this dtype, computed under bf16 autocast (unimodal.frozen)
     backbone_checkpointing: bool = False  # recompute each frozen backbone layer in the backward
     # pass instead of keeping its activations (memory for about one more forward pass)
 
@@ -87,6 +89,10 @@ class GenModelConfig:
             raise ValueError(
                 "gen.flow.prediction: a pretrained decoder (gen.decoder.pretrained) predicts the "
                 f"velocity, not '{self.flow.prediction}'; pass --gen.flow.prediction=velocity"
+            )
+        if self.frozen_dtype not in ("float32", "bfloat16"):
+            raise ValueError(
+                f"gen.frozen_dtype: unknown '{self.frozen_dtype}' (float32 | bfloat16)"
             )
         for name in ("cfg_dropout", "image_dropout"):
             if not 0 <= getattr(self, name) <= 1:
