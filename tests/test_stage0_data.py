@@ -38,3 +38,37 @@ def test_preset_rope_layout_reaches_the_config():
     assert rope["rope_theta"] == 10.0 and list(rope["mrope_section"]) == [4, 6, 6]
     with pytest.raises(ValueError, match="head_dim / 2 = 16"):
         qwen2vl_config(dataclasses.replace(p, mrope=(4, 4, 4)), tok)
+
+
+def test_answer_words_make_every_vqa_answer_one_token():
+    from unimodal.data import ANSWERS
+    from unimodal.presets import shapes_text, train_tokenizer
+
+    words = [a for answers in ANSWERS.values() for a in answers]
+    plain = train_tokenizer(400, list(shapes_text(300)))
+    alone = train_tokenizer(400, list(shapes_text(300, answers_alone=True)))
+    assert max(len(plain(w)["input_ids"]) for w in words) > 1  # `circle` -> `c`,`irc`,`le`
+    assert all(len(alone(w)["input_ids"]) == 1 for w in words)
+
+
+def test_a_cached_preset_backbone_is_rebuilt_when_the_preset_changes(tmp_path, monkeypatch):
+    import dataclasses
+
+    from unimodal import presets
+
+    built = []
+
+    def fake_build(out, preset):
+        built.append(preset)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(presets, "build_backbone", fake_build)
+    presets.ensure_backbone("", "cpu", tmp_path)
+    presets.ensure_backbone("", "cpu", tmp_path)
+    assert built == ["cpu"]
+    p = presets.PRESETS["cpu"]
+    changed = dataclasses.replace(p, answer_words=not p.answer_words)
+    monkeypatch.setitem(presets.PRESETS, "cpu", changed)
+    presets.ensure_backbone("", "cpu", tmp_path)
+    assert built == ["cpu", "cpu"]

@@ -20,9 +20,12 @@ from evals.code_lm import evaluate_code_loss
 from evals.vqa import evaluate_vqa, vqa_table
 from unimodal import checkpoint
 from unimodal.cli import run_tool
-from unimodal.stage0 import Stage0Data, collate, kind_losses
+from unimodal.stage0 import Stage0Data
+from unimodal.stage0_batch import step_losses
 from unimodal.train import loop
+from unimodal.train.groups import vision_groups
 from unimodal.train.mllm_config import MLLMConfig
+from unimodal.vision_probe import TokenProbe
 
 CONFIG = MLLMConfig
 
@@ -41,30 +44,52 @@ def main(cfg: MLLMConfig) -> dict:
     backbone = loop.load_backbone(run, cfg.model)
     backbone.model.train()
     backbone.model.requires_grad_(True)
-    params = [p for p in backbone.parameters() if p.requires_grad]
-    loop.optimizer(run, params)
-    loop.resume(run, lambda c: backbone.load_state_dict(checkpoint.load_weights(c, "model")))
+    probe = TokenProbe(backbone.hidden_size) if tc.probe_weight > 0 else None
+    groups = vision_groups(backbone.model, tc.lr, tc.vision_lr_scale)
+    if probe is not None:
+        groups.append({"params": list(probe.parameters()), "lr": tc.lr * tc.vision_lr_scale})
+    params = [p for g in groups for p in g["params"]]
+    loop.optimizer(run, groups)
+    loop.resume(run, partial(load_weights, backbone, probe))
     model = loop.prepare(run, backbone)
+    if probe is not None:
+        probe = run.acc.prepare_model(probe)
     data = make_data(cfg)
-
-    def loss(prompt, mask, kinds):
-        logits = model(prompt.input_ids, prompt.attention_mask, **prompt.extra)
-        return kind_losses(logits, prompt.input_ids, mask, kinds)
-
+    losses = partial(
+        step_losses,
+        model,
+        backbone,
+        device=run.acc.device,
+        by_kind=tc.bucket_by_kind,
+        targets_only=tc.targets_only,
+        probe=probe,
+        probe_weight=tc.probe_weight,
+    )
     for _ in loop.steps(run):
         for _ in range(tc.grad_accum):
             batch = loop.take(run, data)
-            prompt, mask = collate(backbone, batch)
-            prompt, mask = prompt.to(run.acc.device), mask.to(run.acc.device)
-            kinds = [ex.kind for ex in batch]
-            row = loop.update(run, model, params, partial(loss, prompt, mask, kinds))
+            row = loop.update(run, model, params, partial(losses, batch))
         if cfg.eval.every and loop.due(run, cfg.eval.every):
             row |= vqa_progress(backbone, cfg)
-        loop.log(run, row, show=("loss", "items_s"))
-        loop.save(run, lambda: {"model": run.acc.get_state_dict(model)})
+        loop.log(run, row, show=("loss", "loss_probe", "items_s"))
+        loop.save(run, partial(weights, run, model, probe))
     report = finish_stage0(run, run.acc.unwrap_model(model), cfg) if run.complete else {}
     loop.finish(run, curves=("loss*", "vqa/*", "items_s"))
     return report
+
+
+def weights(run: loop.Run, model, probe) -> dict[str, dict]:
+    """The checkpoint's weight groups: the backbone, and the vision probe when there is one."""
+    out = {"model": run.acc.get_state_dict(model)}
+    if probe is not None:
+        out["probe"] = run.acc.get_state_dict(probe)
+    return out
+
+
+def load_weights(backbone, probe, ckpt: Path) -> None:
+    backbone.load_state_dict(checkpoint.load_weights(ckpt, "model"))
+    if probe is not None:
+        probe.load_state_dict(checkpoint.load_weights(ckpt, "probe"))
 
 
 def vqa_progress(backbone, cfg: MLLMConfig) -> dict[str, float]:

@@ -81,11 +81,8 @@ class Prompt:
     extra: dict[str, torch.Tensor]  # pixel_values, image_grid_thw, mm_token_type_ids if any
 
     def to(self, device: torch.device | str) -> Prompt:
-        return Prompt(
-            self.input_ids.to(device),
-            self.attention_mask.to(device),
-            {k: v.to(device) for k, v in self.extra.items()},
-        )
+        extra = {k: v.to(device) for k, v in self.extra.items()}
+        return Prompt(self.input_ids.to(device), self.attention_mask.to(device), extra)
 
 
 class Backbone(LoraHeads, nn.Module):
@@ -254,13 +251,15 @@ class Backbone(LoraHeads, nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor
     ) -> torch.Tensor:
-        """Next-token logits (B, L, V); the entry point wrapped by DDP / FSDP in training."""
-        return self.logits(Prompt(input_ids, attention_mask, extra))
+        """Next-token logits (B, L, V), or (N, V) where a bool mask `at` (B, L) in `extra` is
+        set; the entry point wrapped by DDP / FSDP in training."""
+        at = extra.pop("at", None)
+        return self.logits(Prompt(input_ids, attention_mask, extra), at)
 
-    def logits(self, prompt: Prompt) -> torch.Tensor:
-        """Next-token logits at every position (B, L, V)."""
+    def logits(self, prompt: Prompt, at: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token logits at every position (B, L, V), or (N, V) where `at` (B, L) is set."""
         hidden = self.run(prompt).last_hidden_state  # (B, L, D)
-        return self.model.get_output_embeddings()(hidden)
+        return self.model.get_output_embeddings()(hidden if at is None else hidden[at])
 
     def token_logprobs(
         self, prompt: Prompt, temperature: float = 1.0, with_entropy: bool = False

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 SPECIAL_TOKENS = [
@@ -86,6 +87,9 @@ class Preset:
     mrope: tuple[int, int, int] | None = None  # frequency pairs for (time, height, width);
     # None: Qwen2-VL's split (half the pairs to time). Time takes the fastest frequencies, so
     # on a small image grid with a large base the height / width pairs barely rotate
+    answer_words: bool = False  # the tokenizer corpus also holds each VQA answer alone, as the
+    # chat puts it (after "assistant\n", no space), so answers are single tokens: `circle` is
+    # otherwise `c`,`irc`,`le` (its first token shared with `cyan`)
 
 
 PRESETS = {
@@ -110,8 +114,9 @@ def stdlib_code(modules: tuple[str, ...] = CODE_MODULES) -> list[str]:
     return out
 
 
-def shapes_text(n: int = 3000, seed: int = 0) -> Iterator[str]:
-    """Captions, questions and answers from the shapes world (for the tokenizer corpus)."""
+def shapes_text(n: int = 3000, seed: int = 0, answers_alone: bool = False) -> Iterator[str]:
+    """Captions, questions and answers from the shapes world (for the tokenizer corpus); with
+    `answers_alone` each answer also as a text of its own (how a chat answer starts)."""
     import numpy as np
 
     from unimodal.data import QTYPES, questions, sample_scene, train_caption
@@ -126,6 +131,8 @@ def shapes_text(n: int = 3000, seed: int = 0) -> Iterator[str]:
         for qtype in QTYPES:
             for qa in questions(scene, qtype)[:2]:
                 yield f"{qa.question} {qa.answer}"
+                if answers_alone:
+                    yield qa.answer
 
 
 def train_tokenizer(vocab_size: int, corpus: list[str]):
@@ -221,7 +228,9 @@ def build_backbone(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> 
     if preset not in PRESETS:
         raise ValueError(f"unknown backbone preset '{preset}'; choose one of {sorted(PRESETS)}")
     p = PRESETS[preset]
-    tokenizer = train_tokenizer(p.vocab_size, stdlib_code() + list(shapes_text()))
+    tokenizer = train_tokenizer(
+        p.vocab_size, stdlib_code() + list(shapes_text(answers_alone=p.answer_words))
+    )
     processor = build_processor(p, tokenizer)
     config = qwen2vl_config(p, tokenizer)
     torch.manual_seed(seed)
@@ -234,13 +243,17 @@ def build_backbone(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> 
 
 
 def ensure_backbone(path: str, preset: str, cache_root: str | Path = "runs/backbones") -> Path:
-    """`path` when given; otherwise the `preset` backbone, built once under `cache_root`."""
+    """`path` when given; otherwise the `preset` backbone, built once under `cache_root` (and
+    again when the preset's fields changed since: `preset.json` in the folder records them)."""
     if path:
         return Path(path)
     out = Path(cache_root) / preset
-    if not (out / "config.json").is_file():
+    stamp = out / "preset.json"
+    want = json.dumps(asdict(PRESETS[preset]), sort_keys=True) if preset in PRESETS else ""
+    if not (out / "config.json").is_file() or not stamp.is_file() or stamp.read_text() != want:
         print(f"building the offline '{preset}' backbone in {out}", flush=True)
         build_backbone(out, preset)
+        stamp.write_text(want)
     return out
 
 

@@ -18,7 +18,15 @@ import torch
 from PIL import Image
 
 from unimodal.backbone import Backbone, Message, Prompt
-from unimodal.data import QTYPES, questions, render, sample_scene, train_caption, vqa_sample
+from unimodal.data import (
+    QTYPES,
+    Scene,
+    questions,
+    render,
+    sample_scene,
+    train_caption,
+    vqa_sample,
+)
 from unimodal.presets import CODE_MODULES, HELDOUT_CODE_MODULES, stdlib_code
 
 CAPTION_QUESTION = "Describe the image."
@@ -36,6 +44,7 @@ class Example:
     text: str = ""
     kind: str = "caption"  # one of KINDS
     qtype: str = ""
+    scene: Scene | None = None  # the shapes-world scene of the image (vision_probe.py)
 
 
 def image_turn(question: str) -> list[Message]:
@@ -52,7 +61,8 @@ def shapes_example(
         scene = sample_scene(np.random.default_rng([seed, index, 5]))
         names = [f"{o.color} {o.shape}" for o in sorted(scene.objects, key=lambda o: o.cx)]
         image = render(scene, image_size)
-        return Example(image_turn(OBJECTS_QUESTION), [image], ", ".join(names), kind="objects")
+        turn = image_turn(OBJECTS_QUESTION)
+        return Example(turn, [image], ", ".join(names), kind="objects", scene=scene)
     if kind == "caption":
         rng = np.random.default_rng([seed, index])
         while True:  # some scenes (four mixed objects, held-out specs) have no caption
@@ -62,7 +72,8 @@ def shapes_example(
                 break
             except ValueError:
                 continue
-        return Example(image_turn(CAPTION_QUESTION), [render(scene, image_size)], text)
+        image = render(scene, image_size)
+        return Example(image_turn(CAPTION_QUESTION), [image], text, scene=scene)
     scene, qa = vqa_sample(seed, index)
     image = render(scene, image_size)
     qas = [qa]
@@ -77,7 +88,7 @@ def shapes_example(
             {"role": "user", "content": q.question},
         ]
     qa = qas[-1]
-    return Example(messages, [image], qa.answer, kind="vqa", qtype=qa.qtype)
+    return Example(messages, [image], qa.answer, kind="vqa", qtype=qa.qtype, scene=scene)
 
 
 def load_code_corpus(path: str | None, chunk_chars: int = 600) -> list[str]:

@@ -39,10 +39,29 @@ class VQAEvalConfig:
 
 
 @dataclass
+class Stage0TrainConfig(TrainConfig):
+    """`TrainConfig` plus the stage-0 optimisation levers."""
+
+    vision_lr_scale: float = 1.0  # the vision tower + merger learn at lr x this (groups.py)
+    bucket_by_kind: bool = False  # code rows and image rows tokenised as separate sub-batches
+    # (less padding; same examples, same loss: unimodal/stage0_batch.py)
+    targets_only: bool = False  # the LM head only at positions that predict a target token
+    probe_weight: float = 0.0  # vision warm-up: weight of the merged-token probe loss
+    # (unimodal/vision_probe.py; 0: off, no probe)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.vision_lr_scale <= 0:
+            raise ValueError(f"train.vision_lr_scale: must be > 0, got {self.vision_lr_scale}")
+        if self.probe_weight < 0:
+            raise ValueError(f"train.probe_weight: must be >= 0, got {self.probe_weight}")
+
+
+@dataclass
 class MLLMConfig:
     DEFAULT_CONFIG: ClassVar[str] = "mllm_tiny"
 
     model: BackboneConfig = field(default_factory=BackboneConfig)
     data: Stage0DataConfig = field(default_factory=Stage0DataConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(out_dir="runs/mllm"))
+    train: Stage0TrainConfig = field(default_factory=lambda: Stage0TrainConfig(out_dir="runs/mllm"))
     eval: VQAEvalConfig = field(default_factory=VQAEvalConfig)
