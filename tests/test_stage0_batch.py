@@ -1,11 +1,10 @@
-"""Stage-0 step levers: length buckets, target-only logits, vision learning-rate groups."""
+"""Stage-0 step levers: target-only logits and the vision probe."""
 
 import torch
 
 from unimodal.backbone import Backbone
 from unimodal.stage0 import Stage0Data
-from unimodal.stage0_batch import buckets, step_losses
-from unimodal.train.groups import vision_groups
+from unimodal.stage0_batch import step_losses
 
 
 def _batch():
@@ -15,33 +14,15 @@ def _batch():
     return batch
 
 
-def test_buckets_and_target_logits_leave_the_losses_unchanged(tiny_backbone_dir):
+def test_target_only_logits_leave_the_losses_unchanged(tiny_backbone_dir):
     bb = Backbone.from_pretrained(tiny_backbone_dir)
     bb.model.eval()
     batch = _batch()
-    assert [len(b) for b in buckets(batch, True)] == [
-        sum(e.kind != "code" for e in batch),
-        sum(e.kind == "code" for e in batch),
-    ]
     base = step_losses(bb, bb, batch, "cpu")
-    for by_kind, targets_only in ((True, False), (False, True), (True, True)):
-        got = step_losses(bb, bb, batch, "cpu", by_kind, targets_only)
-        assert set(got) == set(base)
-        for k in base:
-            torch.testing.assert_close(got[k], base[k], rtol=1e-4, atol=1e-4)
-
-
-def test_vision_groups_scale_only_the_tower_and_merger(tiny_backbone_dir):
-    bb = Backbone.from_pretrained(tiny_backbone_dir)
-    groups = vision_groups(bb.model, 1e-3, 5.0)
-    assert sorted(g["lr"] for g in groups) == [1e-3, 5e-3]
-    fast = {id(p) for g in groups if g["lr"] == 5e-3 for p in g["params"]}
-    names = {n for n, p in bb.model.named_parameters() if id(p) in fast}
-    assert names and all(".visual." in f".{n}" for n in names)
-    assert any("merger" in n for n in names)
-    total = sum(len(g["params"]) for g in groups)
-    assert total == len(list(bb.model.parameters()))
-    assert len(vision_groups(bb.model, 1e-3, 1.0)) == 1
+    got = step_losses(bb, bb, batch, "cpu", targets_only=True)
+    assert set(got) == set(base) and {"loss_vqa", "loss_code"} < set(base)
+    for k in base:
+        torch.testing.assert_close(got[k], base[k], rtol=1e-4, atol=1e-4)
 
 
 def test_cell_labels_name_the_object_under_each_cell_centre():
@@ -64,8 +45,8 @@ def test_probe_loss_reaches_the_vision_tower(tiny_backbone_dir):
     bb = Backbone.from_pretrained(tiny_backbone_dir)
     probe = TokenProbe(bb.hidden_size)
     batch = _batch()
-    out = step_losses(bb, bb, batch, "cpu", True, True, probe=probe, probe_weight=1.0)
-    plain = step_losses(bb, bb, batch, "cpu", True, True)
+    out = step_losses(bb, bb, batch, "cpu", True, probe=probe, probe_weight=1.0)
+    plain = step_losses(bb, bb, batch, "cpu", True)
     assert float(out["loss_probe"].detach()) > 1.0  # ~log(25) for a fresh head
     torch.testing.assert_close(out["loss"], plain["loss"] + out["loss_probe"])
     torch.autograd.backward(out["loss_probe"])

@@ -23,7 +23,6 @@ from unimodal.cli import run_tool
 from unimodal.stage0 import Stage0Data
 from unimodal.stage0_batch import step_losses
 from unimodal.train import loop
-from unimodal.train.groups import vision_groups
 from unimodal.train.mllm_config import MLLMConfig
 from unimodal.vision_probe import TokenProbe
 
@@ -45,11 +44,9 @@ def main(cfg: MLLMConfig) -> dict:
     backbone.model.train()
     backbone.model.requires_grad_(True)
     probe = TokenProbe(backbone.hidden_size) if tc.probe_weight > 0 else None
-    groups = vision_groups(backbone.model, tc.lr, tc.vision_lr_scale)
-    if probe is not None:
-        groups.append({"params": list(probe.parameters()), "lr": tc.lr * tc.vision_lr_scale})
-    params = [p for g in groups for p in g["params"]]
-    loop.optimizer(run, groups)
+    params = [p for p in backbone.parameters() if p.requires_grad]
+    params += list(probe.parameters()) if probe is not None else []
+    loop.optimizer(run, params)
     loop.resume(run, partial(load_weights, backbone, probe))
     model = loop.prepare(run, backbone)
     if probe is not None:
@@ -60,7 +57,6 @@ def main(cfg: MLLMConfig) -> dict:
         model,
         backbone,
         device=run.acc.device,
-        by_kind=tc.bucket_by_kind,
         targets_only=tc.targets_only,
         probe=probe,
         probe_weight=tc.probe_weight,

@@ -145,8 +145,8 @@ def load_backbone(run: Run, m: BackboneConfig, auto_bf16: bool = False):
     return bb
 
 
-def optimizer(run: Run, params: Sequence[nn.Parameter] | Sequence[dict]):
-    """AdamW over `params` (or groups with their own `lr`) and its schedule (run.opt, run.sched)."""
+def optimizer(run: Run, params: Sequence[nn.Parameter]):
+    """AdamW over `params` and its schedule, kept on the run (stepped by `steps`)."""
     run.opt, run.sched = make_optimizer(list(params), run.tc)
     return run.opt
 

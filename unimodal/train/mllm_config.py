@@ -42,17 +42,12 @@ class VQAEvalConfig:
 class Stage0TrainConfig(TrainConfig):
     """`TrainConfig` plus the stage-0 optimisation levers."""
 
-    vision_lr_scale: float = 1.0  # the vision tower + merger learn at lr x this (groups.py)
-    bucket_by_kind: bool = False  # code rows and image rows tokenised as separate sub-batches
-    # (less padding; same examples, same loss: unimodal/stage0_batch.py)
     targets_only: bool = False  # the LM head only at positions that predict a target token
     probe_weight: float = 0.0  # vision warm-up: weight of the merged-token probe loss
     # (unimodal/vision_probe.py; 0: off, no probe)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.vision_lr_scale <= 0:
-            raise ValueError(f"train.vision_lr_scale: must be > 0, got {self.vision_lr_scale}")
         if self.probe_weight < 0:
             raise ValueError(f"train.probe_weight: must be >= 0, got {self.probe_weight}")
 

@@ -20,11 +20,9 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
 
-def make_optimizer(params: list[nn.Parameter] | list[dict], cfg: TrainConfig):
-    """AdamW (fused on GPU) and its warm-up + cosine schedule; `params` may be parameter groups
-    (dicts with their own `lr`: `unimodal.train.groups`)."""
-    flat = [q for g in params for q in (g["params"] if isinstance(g, dict) else [g])]
-    fused = torch.cuda.is_available() and all(p.is_cuda for p in flat)
+def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig):
+    """AdamW (fused on GPU) and its warm-up + cosine schedule."""
+    fused = torch.cuda.is_available() and all(p.is_cuda for p in params)
     opt = torch.optim.AdamW(
         params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=fused or None
     )
