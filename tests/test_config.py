@@ -96,3 +96,18 @@ def test_section_presets_apply_under_the_tomls_own_keys(tmp_path):
     assert "preset" not in to_toml(cfg).split("[gen.decoder]")[1].split("[")[0]  # spelled out
     with pytest.raises(ConfigError, match=r"gen.decoder.preset: unknown preset 'huge' \(one of"):
         load_config(GenTrainConfig, ["--gen.decoder.preset=huge"])
+
+
+@dataclass
+class WithTable:
+    weights: dict[str, float] = field(default_factory=lambda: {"vqa": 4.0, "code": 0.5})
+
+
+def test_command_line_values_inside_a_table_are_coerced(tmp_path):
+    (tmp_path / "t.toml").write_text("weights = { vqa = 4.0, code = 0.5 }\n")
+    base = ["--config", str(tmp_path / "t.toml")]
+    cfg = load_config(WithTable, [*base, "--weights.objects=1", "--weights.vqa=2.5"])
+    assert cfg.weights == {"vqa": 2.5, "code": 0.5, "objects": 1.0}
+    assert all(type(v) is float for v in cfg.weights.values())
+    with pytest.raises(ConfigError, match="weights.code"):
+        load_config(WithTable, [*base, "--weights.code=many"])

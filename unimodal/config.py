@@ -82,7 +82,8 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a table, got {value!r}")
-        return dict(value)
+        item_tp = args[1] if len(args) == 2 else Any  # each value, command-line ones included
+        return {k: _coerce(f"{key}.{k}", item_tp, v) for k, v in value.items()}
     if _is_dataclass_type(tp):
         if isinstance(value, tp):
             return value
