@@ -54,3 +54,17 @@ def test_probe_loss_reaches_the_vision_tower(tiny_backbone_dir):
     assert tower.grad is not None and tower.grad.abs().sum() > 0
     assert probe.head.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in bb.model.lm_head.parameters())
+
+
+def test_the_default_stage0_config_uses_the_levers_and_checks_them():
+    import pytest
+
+    from tools.train_mllm import CONFIG
+    from unimodal.config import load_config
+    from unimodal.presets import PRESETS
+
+    cfg = load_config(CONFIG, [])
+    assert cfg.train.targets_only and cfg.train.probe_weight > 0
+    assert PRESETS[cfg.model.preset].answer_words
+    with pytest.raises(Exception, match="probe_weight"):
+        load_config(CONFIG, ["--train.probe_weight=-1"])

@@ -32,6 +32,7 @@ def test_stage0_smoke_writes_and_resumes(tmp_path, tiny_backbone_dir, capsys):
     state = checkpoint.load_train_state(ckpts[-1])
     assert state["step"] == 2 and state["position"] == 6
     assert "model" in str(sorted(p.name for p in ckpts[-1].iterdir()))
+    assert checkpoint.load_weights(ckpts[-1], "probe")  # the default's vision probe resumes too
     assert "\nbatch_size = 3\n" in (ckpts[-1] / "config.toml").read_text()
     assert set(report["per_type"]) <= {"color", "count", "shape", "position"}
     saved = json.loads((out / "eval_vqa.json").read_text())
