@@ -225,10 +225,16 @@ def kind_losses(
     weights alone set each kind's share); and `loss_<kind>` per kind present (caption, vqa,
     code; per token, detached, for the curves)."""
     ce, m = token_ce(logits, input_ids, mask)
-    per_row, n_row = (ce * m).sum(1), m.sum(1)
+    return row_losses((ce * m).sum(1), m.sum(1), kinds)
+
+
+def row_losses(
+    per_row: torch.Tensor, n_row: torch.Tensor, kinds: list[str]
+) -> dict[str, torch.Tensor]:
+    """`kind_losses` from each row's summed target cross-entropy (B,) and target count (B,)."""
     out = {"loss": (per_row / n_row.clamp(min=1)).mean()}
     per_row = per_row.detach()
     for kind in sorted(set(kinds)):
-        rows = torch.tensor([k == kind for k in kinds], device=ce.device)
+        rows = torch.tensor([k == kind for k in kinds], device=per_row.device)
         out[f"loss_{kind}"] = per_row[rows].sum() / n_row[rows].sum().clamp(min=1)
     return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from unimodal.backbone import Backbone
-from unimodal.stage0 import Example, collate, kind_losses
+from unimodal.stage0 import Example, collate, kind_losses, row_losses
 from unimodal.vision_probe import Capture, TokenProbe, probe_loss
 
 
@@ -27,13 +27,7 @@ def target_losses(
     rows = m.nonzero()[:, 0]  # (N,)
     ce = torch.nn.functional.cross_entropy(logits.float(), input_ids[:, 1:][m], reduction="none")
     per_row = torch.zeros(len(kinds), device=ce.device).index_add(0, rows, ce)  # (B,)
-    n_row = m.sum(1).float()
-    out = {"loss": (per_row / n_row.clamp(min=1)).mean()}
-    per_row = per_row.detach()
-    for kind in sorted(set(kinds)):
-        sel = torch.tensor([k == kind for k in kinds], device=ce.device)
-        out[f"loss_{kind}"] = per_row[sel].sum() / n_row[sel].sum().clamp(min=1)
-    return out
+    return row_losses(per_row, m.sum(1).float(), kinds)
 
 
 def at_targets(mask: torch.Tensor) -> torch.Tensor:
