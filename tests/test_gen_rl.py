@@ -42,6 +42,7 @@ def test_reward_pass_partial_credit_and_stray_audit():
     assert good.ok and good.strict_ok and good.reward(0.5) == 1.0 and not good.stray
     one = Spec((Group("circle"),), category="single_object")
     assert score(two, one).ok and score(two, one).stray  # passes, but an extra blob
+    assert score(two, one).reward(0.5, stray_penalty=0.5) == 0.5 and good.reward(0.5, 0.5) == 1.0
     speckled = two.copy()
     speckled[2:6, 2:6] = 1.0  # a 4x4 speck: too small for an object, 0.4% of the image
     assert score(speckled, Spec((Group("circle", None, 2),))).ok
@@ -125,6 +126,17 @@ def test_update_goes_through_the_shared_pg_functions(supervised, tmp_path, monke
     assert any(not torch.equal(before[k], p) for k, p in named.items())
 
 
+def test_train_timesteps_draws_k_distinct_steps():
+    from unimodal.gen_rl.update import train_steps
+
+    g = torch.Generator().manual_seed(0)
+    draws = [train_steps(10, 3, g) for _ in range(50)]
+    assert all(len(d) == 3 and d == sorted(set(d)) and 0 <= d[0] and d[-1] < 10 for d in draws)
+    assert len({tuple(d) for d in draws}) > 10  # random, not a fixed window
+    assert set().union(*draws) == set(range(10))
+    assert train_steps(10, 0, g) == list(range(10)) and train_steps(4, 9, g) == list(range(4))
+
+
 def _rl_args(supervised, out, *extra: str) -> list[str]:
     return [f"--init={supervised}", f"--train.out_dir={out}", "--train.batch_size=2",
             "--rl.group_size=2", "--rl.steps=2", "--eval.n_per_category=1", "--eval.batch_size=6",
@@ -137,7 +149,7 @@ def test_train_gen_rl_smoke_writes_the_reports(supervised, tmp_path):
 
     out = tmp_path / "rl"
     extra = ("--train.steps=2", "--rl.partial_credit=0.5", "--rl.kl_coef=0.1", "--rl.guidance=2.0",
-             "--rl.ode_last_step=true")  # fmt: skip
+             "--rl.ode_last_step=true", "--rl.train_timesteps=1", "--rl.stray_penalty=0.5")  # fmt: skip
     report = main(load_config(GenRLConfig, _rl_args(supervised, out, *extra)))
     written = json.loads((out / "rl_eval.json").read_text())
     assert set(written) == EVAL_KEYS and written["n_per_category"] == 1
@@ -190,6 +202,8 @@ def test_train_gen_rl_resumes_exactly(supervised, tmp_path, monkeypatch):
         (["--rl.group_size=1"], "rl.group_size"),
         (["--rl.noise_level=0"], "rl.noise_level"),
         (["--rl.partial_credit=1.0"], "rl.partial_credit"),
+        (["--rl.train_timesteps=-1"], "rl.train_timesteps"),
+        (["--rl.stray_penalty=-0.5"], "rl.stray_penalty"),
     ],
 )
 def test_bad_rl_config_is_a_clear_error(argv, needle):

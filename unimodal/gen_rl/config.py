@@ -44,21 +44,27 @@ class FlowGRPOConfig:
     clip_high: float = 0.2
     kl_coef: float = 0.0  # beta of the per-step Gaussian KL to the supervised reference
     minibatches: int = 1  # optimizer steps per rollout batch (each on a disjoint part of it)
+    train_timesteps: int = 0  # denoising steps trained per minibatch, drawn at random from the
+    # stochastic ones (Flow-GRPO's timestep fraction); 0 = all of them
     scale_std: bool = True  # GRPO; false = Dr. GRPO (advantages only centred)
     partial_credit: float = 0.0  # reward of a failed image = this x share of its spec's
     # conditions met (0: the checker's pass / fail only); a pass always scores 1
+    stray_penalty: float = 0.0  # subtracted from the reward of an image with stray blobs or a
+    # noisy background (`reward.has_stray`): the checker alone lets extra blobs pass
 
     def __post_init__(self) -> None:
         if self.group_size < 2:
             raise ValueError(f"rl.group_size: must be >= 2 (a group baseline), got {self.group_size}")  # fmt: skip
         if self.steps < 1 or self.minibatches < 1:
             raise ValueError(f"rl.steps and rl.minibatches: must be >= 1, got {self.steps}, {self.minibatches}")  # fmt: skip
+        if self.train_timesteps < 0:
+            raise ValueError(f"rl.train_timesteps: must be >= 0 (0 = all), got {self.train_timesteps}")  # fmt: skip
         if self.noise_level <= 0:
             raise ValueError(f"rl.noise_level: must be > 0, got {self.noise_level}")
         if not 0 <= self.partial_credit < 1:
             raise ValueError(f"rl.partial_credit: must be in [0, 1), got {self.partial_credit}")
-        if self.guidance < 0 or self.kl_coef < 0:
-            raise ValueError("rl.guidance and rl.kl_coef: must be >= 0")
+        if self.guidance < 0 or self.kl_coef < 0 or self.stray_penalty < 0:
+            raise ValueError("rl.guidance, rl.kl_coef and rl.stray_penalty: must be >= 0")
 
 
 @dataclass

@@ -51,9 +51,11 @@ class Score:
     partial: float
     stray: bool
 
-    def reward(self, partial_credit: float) -> float:
-        """1 for a pass, else `partial_credit` times the share of conditions met."""
-        return 1.0 if self.ok else partial_credit * self.partial
+    def reward(self, partial_credit: float, stray_penalty: float = 0.0) -> float:
+        """1 for a pass, else `partial_credit` times the share of conditions met; minus
+        `stray_penalty` when the image shows stray blobs or background noise."""
+        base = 1.0 if self.ok else partial_credit * self.partial
+        return base - stray_penalty * self.stray
 
 
 def _matches(d: Detection, shape: str | None, color: str | None) -> bool:

@@ -12,7 +12,11 @@ batch's normaliser keeps the sum equal to the mean), so memory holds one decoder
 The rollouts are split into `rl.minibatches` parts, one optimizer step each; from the second on
 the policy is off the rollouts' and the clip acts.
 
-Left out: value baselines, several epochs over the same rollouts, timestep subsampling.
+With `rl.train_timesteps` = K > 0 each minibatch trains K of the stochastic steps, drawn at
+random (the same K for its rows): the objective's mean over the steps, estimated at K / T of the
+cost.
+
+Left out: value baselines, several epochs over the same rollouts.
 """
 
 from __future__ import annotations
@@ -88,18 +92,26 @@ def flow_grpo_update(
         with accelerator.autocast():  # as at rollout time
             conds = conditions()
         sub = conds.rows(ro.prompt_index[rows])
-        normaliser = float(len(rows) * steps)
-        for t in range(steps):
+        chosen = train_steps(steps, cfg.train_timesteps, generator)
+        normaliser = float(len(rows) * len(chosen))
+        for j, t in enumerate(chosen):
             with accelerator.autocast():
                 loss, stats = step_loss(sub, ro, rows, t, reference, cfg, normaliser)
-            keep = t < steps - 1 and sub.stacked.requires_grad  # the conditions' graph
+            keep = j < len(chosen) - 1 and sub.stacked.requires_grad  # the conditions' graph
             accelerator.backward(loss, retain_graph=keep)
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + float(v)
-            totals["loss"] = totals.get("loss", 0.0) + float(loss.detach()) * steps
+            totals["loss"] = totals.get("loss", 0.0) + float(loss.detach()) * len(chosen)
             count += 1
-        totals["grad_norm"] = totals.get("grad_norm", 0.0) + _step(params, optimizer, accelerator, clip_grad) * steps  # fmt: skip
+        totals["grad_norm"] = totals.get("grad_norm", 0.0) + _step(params, optimizer, accelerator, clip_grad) * len(chosen)  # fmt: skip
     return {k: v / count for k, v in totals.items()}
+
+
+def train_steps(steps: int, k: int, generator: torch.Generator) -> list[int]:
+    """The denoising steps one minibatch trains: all `steps`, or `k` of them at random, sorted."""
+    if k <= 0 or k >= steps:
+        return list(range(steps))
+    return sorted(torch.randperm(steps, generator=generator)[:k].tolist())
 
 
 def _step(params, optimizer, accelerator, clip_grad: float) -> float:
