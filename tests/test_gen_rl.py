@@ -43,6 +43,11 @@ def test_reward_pass_partial_credit_and_stray_audit():
     one = Spec((Group("circle"),), category="single_object")
     assert score(two, one).ok and score(two, one).stray  # passes, but an extra blob
     assert score(two, one).reward(0.5, stray_penalty=0.5) == 0.5 and good.reward(0.5, 0.5) == 1.0
+    stray_fail = score(two, Spec((Group("square"),), category="single_object"))
+    assert not stray_fail.ok and stray_fail.stray
+    assert stray_fail.reward(0.5, 0.5, "all") == stray_fail.reward(0.5) - 0.5
+    assert stray_fail.reward(0.5, 0.5, "pass") == stray_fail.reward(0.5)  # failures unpenalised
+    assert score(two, one).reward(0.5, 0.5, "pass") == 0.5
     speckled = two.copy()
     speckled[2:6, 2:6] = 1.0  # a 4x4 speck: too small for an object, 0.4% of the image
     assert score(speckled, Spec((Group("circle", None, 2),))).ok
@@ -149,7 +154,8 @@ def test_train_gen_rl_smoke_writes_the_reports(supervised, tmp_path):
 
     out = tmp_path / "rl"
     extra = ("--train.steps=2", "--rl.partial_credit=0.5", "--rl.kl_coef=0.1", "--rl.guidance=2.0",
-             "--rl.ode_last_step=true", "--rl.train_timesteps=1", "--rl.stray_penalty=0.5")  # fmt: skip
+             "--rl.ode_last_step=true", "--rl.train_timesteps=1", "--rl.stray_penalty=0.5",
+             "--rl.stray_scope=pass")  # fmt: skip
     report = main(load_config(GenRLConfig, _rl_args(supervised, out, *extra)))
     written = json.loads((out / "rl_eval.json").read_text())
     assert set(written) == EVAL_KEYS and written["n_per_category"] == 1
@@ -204,6 +210,7 @@ def test_train_gen_rl_resumes_exactly(supervised, tmp_path, monkeypatch):
         (["--rl.partial_credit=1.0"], "rl.partial_credit"),
         (["--rl.train_timesteps=-1"], "rl.train_timesteps"),
         (["--rl.stray_penalty=-0.5"], "rl.stray_penalty"),
+        (["--rl.stray_scope=fail"], "rl.stray_scope"),
     ],
 )
 def test_bad_rl_config_is_a_clear_error(argv, needle):

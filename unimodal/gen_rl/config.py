@@ -12,6 +12,7 @@ from typing import ClassVar
 from unimodal.train.config import TrainConfig
 
 TRAIN_MODES = ("lora", "full")
+STRAY_SCOPES = ("all", "pass")
 
 
 @dataclass
@@ -51,6 +52,7 @@ class FlowGRPOConfig:
     # conditions met (0: the checker's pass / fail only); a pass always scores 1
     stray_penalty: float = 0.0  # subtracted from the reward of an image with stray blobs or a
     # noisy background (`reward.has_stray`): the checker alone lets extra blobs pass
+    stray_scope: str = "all"  # 'all': every stray image pays it; 'pass': only stray passes
 
     def __post_init__(self) -> None:
         if self.group_size < 2:
@@ -63,6 +65,8 @@ class FlowGRPOConfig:
             raise ValueError(f"rl.noise_level: must be > 0, got {self.noise_level}")
         if not 0 <= self.partial_credit < 1:
             raise ValueError(f"rl.partial_credit: must be in [0, 1), got {self.partial_credit}")
+        if self.stray_scope not in STRAY_SCOPES:
+            raise ValueError(f"rl.stray_scope: unknown '{self.stray_scope}' (all | pass)")
         if self.guidance < 0 or self.kl_coef < 0 or self.stray_penalty < 0:
             raise ValueError("rl.guidance, rl.kl_coef and rl.stray_penalty: must be >= 0")
 

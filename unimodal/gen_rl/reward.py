@@ -51,11 +51,15 @@ class Score:
     partial: float
     stray: bool
 
-    def reward(self, partial_credit: float, stray_penalty: float = 0.0) -> float:
+    def reward(
+        self, partial_credit: float, stray_penalty: float = 0.0, stray_scope: str = "all"
+    ) -> float:
         """1 for a pass, else `partial_credit` times the share of conditions met; minus
-        `stray_penalty` when the image shows stray blobs or background noise."""
+        `stray_penalty` when the image shows stray blobs or background noise (`stray_scope`
+        'all': any such image; 'pass': only a pass, so a stray pass still beats a failure)."""
         base = 1.0 if self.ok else partial_credit * self.partial
-        return base - stray_penalty * self.stray
+        penalised = self.stray and (self.ok or stray_scope == "all")
+        return base - stray_penalty * penalised
 
 
 def _matches(d: Detection, shape: str | None, color: str | None) -> bool:

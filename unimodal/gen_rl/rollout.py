@@ -78,7 +78,7 @@ def collect(
     )
     images = gen.vae.decode(traj.states[-1]).clamp(-1, 1).float()  # (N, 3, H, W)
     scores = [score(img, prompts[int(i)].spec) for img, i in zip(images.cpu(), index)]
-    reward = [s.reward(cfg.partial_credit, cfg.stray_penalty) for s in scores]
+    reward = [s.reward(cfg.partial_credit, cfg.stray_penalty, cfg.stray_scope) for s in scores]
     rewards = torch.tensor(reward)  # (N,)
     adv = grpo_advantages(rewards, index.tolist(), scale_std=cfg.scale_std)  # (N,)
     dims = traj.states[0, 0].numel()
