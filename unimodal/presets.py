@@ -104,11 +104,9 @@ PRESETS = {
 # width pairs turn by under 0.004 rad across it, so the LM cannot tell image columns apart;
 # base 10 with a quarter of the pairs to time turns them by 0.35-0.7 rad (issue 15 note).
 # `cpu` has single-token answers (`answer_words`): with the vision probe of stage 0 they took
-# shape from chance to 0.50 at 600 steps (README, stage 0). Its init std 0.1 (about
-# 1 / sqrt(width)) lets attention bind words to image tokens within 1000 steps: from 0.02 the
-# attention logits start near zero and grow slowly (one run each, 1000 steps: held-out VQA
-# 0.63 at 0.02, 0.68 at 0.06, 0.74 at 0.1, 0.66 at 0.15; runs of one setting differ by up to
-# 0.1, and the mean over seven 0.1-runs was 0.70 against 0.62 over five at 0.02).
+# shape from chance to 0.50 at 600 steps (README, stage 0). Its init std 0.1 is about
+# 1 / sqrt(width): from 0.02 attention starts near uniform and the LM learned late, or never,
+# to bind a question's words to image tokens (README, stage 0).
 
 
 def stdlib_code(modules: tuple[str, ...] = CODE_MODULES) -> list[str]:
