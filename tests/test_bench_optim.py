@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-import unimodal.generator as generator_module
+import unimodal.queries as queries_module
 from benchmarks.common import count_flops
 from benchmarks.rollout import bias_eos
 from benchmarks.sample import count_calls
@@ -71,7 +71,7 @@ def test_prefix_cache_only_where_gradients_flow(bb, monkeypatch):
     def cached(*args):
         raise RuntimeError("cached path")
 
-    monkeypatch.setattr(generator_module, "query_states_cached", cached)
+    monkeypatch.setattr(queries_module, "query_states_cached", cached)
     with torch.no_grad():
         gen.query_states(prompt)  # sampling: one pass
     with pytest.raises(RuntimeError, match="cached path"):

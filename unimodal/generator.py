@@ -13,15 +13,16 @@ Editing (`edit = true`): the source image enters twice, as vision tokens in the 
 context before the instruction and the queries, and as reference latents concatenated to the
 decoder's input channels; dual CFG drops the text condition and the reference independently.
 
-The configuration (`GenModelConfig`, and the checks of its grids) is in `unimodal.generator_config`.
-
-Left out on purpose: device placement and logging (the training loop does that).
+The configuration (`GenModelConfig`, and the checks of its grids) is in `unimodal.generator_config`;
+what the connector reads of the query pass in `unimodal.query_features`. Left out on purpose:
+device placement and logging (the training loop does that).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -45,14 +46,8 @@ from unimodal.encoders import build_encoder
 from unimodal.frozen import cast_frozen, frozen_autocast
 from unimodal.fsdp import block_names, unsharded
 from unimodal.generator_config import GenModelConfig, check_grids
-from unimodal.queries import (
-    MultiScaleQueries,
-    PromptKV,
-    encode_prompts,
-    query_states,
-    query_states_cached,
-    query_states_from_kv,
-)
+from unimodal.queries import MultiScaleQueries, PromptKV, encode_prompts, query_pass, query_states
+from unimodal.query_features import check_layers, num_layers, relative_states, selected_states
 
 __all__ = ["GenModelConfig", "Generator"]
 
@@ -87,12 +82,14 @@ class Generator(nn.Module):
         self.uses_reference = self.decoder.ref_channels > 0
         self.grids = check_grids(cfg, self.decoder, self.vae.downsample)
         width = backbone.hidden_size
+        check_layers(cfg.feature_layers, num_layers(backbone.model))
         self.queries = MultiScaleQueries(cfg.queries, width)
         scales = cfg.queries.scales
-        self.connector = Connector(cfg.connector, width, self.decoder.cond_dim, tuple(scales))
+        states_dim = width * (len(cfg.feature_layers) or 1)  # the query states' channels
+        self.connector = Connector(cfg.connector, states_dim, self.decoder.cond_dim, tuple(scales))
         self.nulls = nn.ModuleList(NullCondition(s * s, self.decoder.cond_dim) for s in scales)
         self.encoder = build_encoder(cfg.encoder) if cfg.align_target == "encoder" else None
-        target_dim = self.encoder.dim if self.encoder is not None else width
+        target_dim = self.encoder.dim if self.encoder is not None else states_dim
         self.projectors = nn.ModuleList(
             Projector(self.decoder.hidden_dim, target_dim, cfg.projector_dim) for _ in scales
         )
@@ -116,22 +113,18 @@ class Generator(nn.Module):
         return encode_prompts(self.backbone, self.cfg.prompt_prefix, texts, images)
 
     def query_states(self, prompt: Prompt | PromptKV) -> list[torch.Tensor]:
-        """Backbone hidden states at each scale's query positions [(B, s*s, D)]; a `PromptKV`
+        """Backbone states at each scale's query positions [(B, s*s, D x layers)]; a `PromptKV`
         (precomputed prompt keys / values) runs only the queries."""
         rows = (prompt.prompt if isinstance(prompt, PromptKV) else prompt).input_ids.shape[0]
         queries = self.queries(rows)  # (B, Q, D)
         pattern = self.queries.pattern()
-        if isinstance(prompt, PromptKV):
-            hidden = query_states_from_kv(self.backbone, prompt, queries, pattern)
-        elif self.cfg.prefix_cache and torch.is_grad_enabled() and queries.requires_grad:
-            hidden = query_states_cached(self.backbone, prompt, queries, pattern)
-        else:  # one pass: without gradients the prompt is computed once either way
-            hidden = query_states(self.backbone, prompt, queries, pattern)
+        run = partial(query_pass, self.backbone, prompt, queries, pattern, self.cfg.prefix_cache)
+        layers = self.cfg.feature_layers
+        hidden = selected_states(self.backbone.model, layers, queries.shape[1], run)
         states = self.queries.split(hidden.float())
         if self.cfg.relative_queries:
-            base = self._empty_prompt_states(pattern, queries.device)
-            diffs = [h - b for h, b in zip(states, self.queries.split(base))]
-            states = [d * d.pow(2).mean(-1, keepdim=True).add(1e-6).rsqrt() for d in diffs]
+            base = self.queries.split(self._empty_prompt_states(pattern, queries.device))
+            states = relative_states(states, base, len(layers) or 1)
         return states
 
     def _empty_prompt_states(self, pattern: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -143,7 +136,9 @@ class Generator(nn.Module):
             empty = getattr(self, "_empty_prompt", None)
             if empty is None or empty.input_ids.device != device:
                 self._empty_prompt = empty = self.encode_prompts([""]).to(device)
-            base = query_states(self.backbone, empty, self.queries(1), pattern)
+            q = self.queries(1)
+            run = partial(query_states, self.backbone, empty, q, pattern)
+            base = selected_states(self.backbone.model, self.cfg.feature_layers, q.shape[1], run)
             if grad:
                 return base.float()
             self._empty_key, self._empty_base = key, base.float()

@@ -59,6 +59,9 @@ class GenModelConfig:
     relative_queries: bool = False  # subtract the query states of the empty prompt and scale
     # each token to unit RMS, so the condition keeps only what the prompt changes, at full
     # strength (for weak, e.g. random, backbones, whose prompt signal is small)
+    feature_layers: tuple[int, ...] = ()  # LM layers (1..N) whose query states, concatenated,
+    # feed the connector; empty = the final states; layers above the deepest do not run
+    # (unimodal.query_features)
     edit: bool = False  # editing: source image as vision tokens (+ reference latents)
     edit_reference: bool = True  # editing: also feed the source as reference latents
     image_dropout: float = 0.1  # editing: reference dropped (zeros) with this probability

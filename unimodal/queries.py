@@ -145,7 +145,8 @@ def query_states_cached(
     pos = backbone.position_ids(full)  # (B, L+Q) or (3, B, L+Q)
     with torch.no_grad():
         cache = backbone.run(prompt, position_ids=pos[..., :n], use_cache=True).cache
-    cache = prefix_cache([x.keys for x in cache.layers], [x.values for x in cache.layers])
+    ran = [x for x in cache.layers if x.is_initialized]  # all, unless the stack is cut short
+    cache = prefix_cache([x.keys for x in ran], [x.values for x in ran])
     return _query_tail(backbone, full, pos, n, cache, queries, pattern)
 
 
@@ -173,6 +174,22 @@ def query_states_from_kv(
     dtype = backbone.dtype
     cache = prefix_cache([k.to(dtype) for k in kv.keys], [v.to(dtype) for v in kv.values])
     return _query_tail(backbone, full, pos, n, cache, queries, pattern)
+
+
+def query_pass(
+    backbone: Backbone,
+    prompt: Prompt | PromptKV,
+    queries: torch.Tensor,
+    pattern: torch.Tensor | None,
+    prefix_cache: bool = True,
+) -> torch.Tensor:
+    """The query states (B, Q, D) the cheapest way: over a precomputed `PromptKV`, or (with
+    `prefix_cache`, when the queries take gradients) the prompt once without gradient."""
+    if isinstance(prompt, PromptKV):
+        return query_states_from_kv(backbone, prompt, queries, pattern)
+    if prefix_cache and torch.is_grad_enabled() and queries.requires_grad:
+        return query_states_cached(backbone, prompt, queries, pattern)
+    return query_states(backbone, prompt, queries, pattern)  # one pass
 
 
 def _query_tail(backbone, full: Prompt, pos, n: int, cache, queries, pattern) -> torch.Tensor:
