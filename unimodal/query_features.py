@@ -20,9 +20,8 @@ from torch import nn
 
 
 def text_model(model: nn.Module) -> nn.Module:
-    """The decoder stack (`.layers`, `.norm`) of an HF VLM (`model.language_model`) or LM."""
-    inner = model.model
-    return getattr(inner, "language_model", inner)
+    """The decoder stack (`.layers`, `.norm`) of an HF VLM or LM (its `get_decoder()`)."""
+    return model.get_decoder()
 
 
 def num_layers(model: nn.Module) -> int:
@@ -43,8 +42,7 @@ def _capture(model: nn.Module, layers: tuple[int, ...]) -> Iterator[list[torch.T
     """Within: the LM runs only its first max(layers) layers, and every pass appends the
     outputs of `layers` (in order) to the yielded list."""
     lm = text_model(model)
-    full = lm.layers
-    check_layers(layers, len(full))
+    full = lm.layers  # `layers` were checked when the generator was built
     seen: list[torch.Tensor] = []
 
     def keep(_m: nn.Module, _args: tuple, out: torch.Tensor | tuple) -> None:
