@@ -33,7 +33,11 @@ def test_azr_cpu_two_steps_writes_every_point(tmp_path, tiny_backbone_dir):
     assert held["control_steps"] >= 1 and held["selfplay_seconds"] > 0
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
+    assert cfg.azr.warmstart_lr != cfg.train.lr and rows[-1]["lr"] == cfg.train.lr  # restored
     assert rows[-1]["buffer/deduction"] >= 4  # identity + 3 nano seed tasks
+    roles = [f"{k}/{r}" for k in KINDS for r in ("propose", "solve")]
+    assert all(0.0 <= rows[-1][f"{k}/nonzero_adv"] <= 1.0 for k in roles)
+    assert rows[-1]["pg/kl"] >= 0.0 and rows[-1]["exec/programs"] >= 0  # log_kl in the config
     samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert samples and {"propose", "solve"} <= set(samples[0])
     assert (out / "azr_curves.png").stat().st_size > 1000

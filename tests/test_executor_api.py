@@ -170,12 +170,16 @@ def test_thread_safety(ex):
     def call(i):
         results[i] = ex.run("def f(x):\n    return [x] * 3", str(i))
 
+    before = ex.submitted
     threads = [threading.Thread(target=call, args=(i,)) for i in range(16)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert all(results[i].output == repr([i] * 3) for i in range(16))
+    assert ex.submitted - before == 16  # every program counted once (the throughput metric)
+    ex.run("import os\ndef f():\n    return 1")  # rejected statically: never sent
+    assert ex.submitted - before == 16
 
 
 def _descendants(pid: int) -> set[int]:

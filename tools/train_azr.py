@@ -117,6 +117,7 @@ def selfplay_update(run: loop.Run, cfg: AZRTrainConfig, bb: Backbone, model, buf
     rng = random.Random(f"{cfg.train.seed}/{run.step}/{acc.process_index}")  # exact on resume
     gen = torch.Generator(acc.device).manual_seed(rng.getrandbits(63))
     bb.model.eval()  # KV-cache decoding (checkpointing is for the update only)
+    submitted = sp.executor.submitted
     with acc.autocast():
         rollouts, records, samples = selfplay_step(
             bb, buffers, sp, cfg.train.batch_size, run.step, rng, times, gen
@@ -136,12 +137,26 @@ def selfplay_update(run: loop.Run, cfg: AZRTrainConfig, bb: Backbone, model, buf
     metrics = summarize(every, buffers) | {f"pg/{k}": v for k, v in stats.items()}
     metrics |= {f"time/{k}": v for k, v in times.items()}
     metrics["pg/abs_advantage"] = adv.abs().mean().item()
+    metrics |= diagnostics(every, adv, sp.executor.submitted - submitted, times)
     done = run.step + 1
     if run.main and (done % cfg.azr.sample_every == 0 or done == 1):
         few = {role: per_kind(rows, 2) for role, rows in samples.items()}
         with open(run.out / "samples.jsonl", "a") as fh:
             fh.write(json.dumps({"step": done, **few}) + "\n")
     return metrics
+
+
+def diagnostics(records: list[Record], adv: torch.Tensor, programs: int, times: dict) -> dict:
+    """The share of rollouts with a non-zero advantage per (type, role), and the executor's
+    throughput this step (programs sent to the sandbox per second of validate + check)."""
+    out: dict[str, float] = {}
+    for key in sorted({r.key for r in records}):
+        rows = [i for i, r in enumerate(records) if r.key == key]
+        out[f"{key}/nonzero_adv"] = float((adv[rows].abs() > 1e-6).float().mean())
+    seconds = times.get("validate", 0.0) + times.get("check", 0.0)
+    out["exec/programs"] = float(programs)
+    out["exec/programs_s"] = programs / seconds if seconds > 0 else 0.0
+    return out
 
 
 def task_buffers(run: loop.Run, cfg: AZRTrainConfig, ex: Executor) -> TaskBuffers:
@@ -232,13 +247,17 @@ def finish_heldout(cfg, bb, model, ex, run: loop.Run, buffers, report: dict, sna
 
 def warmstart(cfg: AZRTrainConfig, bb: Backbone, model, run: loop.Run, buffers, steps: int = 0,
               seconds: float = 0.0) -> int:  # fmt: skip
-    """Format warm start (not in AZR): supervised steps on well-formed buffer tasks, `steps` of
-    them or as many as fit in `seconds` (the control); returns how many ran."""
+    """Format warm start (not in AZR): supervised steps on well-formed buffer tasks at
+    `azr.warmstart_lr`, `steps` of them or as many as fit in `seconds` (the control); returns
+    how many ran."""
     ac, acc, stats = cfg.azr, run.acc, {}
     n = ac.warmstart_batch or 6 * cfg.train.batch_size
     t0, i = time.perf_counter(), 0
     first = 0 if steps else ac.warmstart_steps  # the control continues the warm-start stream
     bar = tqdm(total=steps or None, desc="warm start", disable=not run.main)
+    lrs = [g["lr"] for g in run.opt.param_groups]  # self-play's, restored after
+    for g in run.opt.param_groups:
+        g["lr"] = ac.warmstart_lr or g["lr"]
     while (i < steps) if steps else _same_on_all(run, time.perf_counter() - t0 < seconds):
         rng = random.Random(f"warm/{cfg.train.seed}/{first + i}/{acc.process_index}")
         pairs = warmstart_pairs(buffers, n, rng, ac.references, ac.n_inputs, ac.n_visible)
@@ -249,6 +268,8 @@ def warmstart(cfg: AZRTrainConfig, bb: Backbone, model, run: loop.Run, buffers, 
         i += 1
         bar.update(1)
     bar.close()
+    for g, lr in zip(run.opt.param_groups, lrs):
+        g["lr"] = lr
     acc.print(f"warm start done: {i} steps, last token NLL {-stats.get('logp', 0.0):.3f}")
     return i
 

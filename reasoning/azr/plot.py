@@ -1,5 +1,6 @@
 """Plot AZR self-play curves from `RUN/metrics.jsonl`: valid-proposal rate, solve rate,
-learnability, buffer size and solver response length per task type over steps, one PNG.
+learnability, buffer size, solver response length and format rate, and the share of rollouts
+with a non-zero advantage per role, per task type over steps, one PNG (two rows).
 
     python -m reasoning.azr.plot runs/azr_tiny            # writes runs/azr_tiny/azr_curves.png
 """
@@ -18,7 +19,11 @@ PANELS = (
     ("proposer learnability", "{kind}/propose/learnability"),
     ("buffer size", "buffer/{kind}"),
     ("solver response length", "{kind}/solve/length"),
+    ("solver format rate", "{kind}/solve/format_rate"),
+    ("solver: non-zero advantage", "{kind}/solve/nonzero_adv"),
+    ("proposer: non-zero advantage", "{kind}/propose/nonzero_adv"),
 )
+COLUMNS = 4
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -35,8 +40,9 @@ def plot_metrics(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
     run_dir = Path(run_dir)
     rows = read_metrics(run_dir / "metrics.jsonl")
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.5))
-    for ax, (title, suffix) in zip(axes, PANELS):
+    rows_n = -(-len(PANELS) // COLUMNS)
+    fig, axes = plt.subplots(rows_n, COLUMNS, figsize=(5 * COLUMNS, 3.5 * rows_n), squeeze=False)
+    for ax, (title, suffix) in zip(axes.flat, PANELS):
         for kind in KINDS:
             key = suffix.format(kind=kind)
             pts = [(r["step"], r[key]) for r in rows if key in r]

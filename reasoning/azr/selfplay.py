@@ -58,6 +58,7 @@ class AZRConfig:
     sample_every: int = 10  # write example tasks and answers to samples.jsonl every N steps
     warmstart_steps: int = 0  # format warm-start updates before self-play (not in AZR; 0: off)
     warmstart_batch: int = 0  # (user turn, response) pairs per warm-start update; 0: 6 x batch
+    warmstart_lr: float = 0.0  # the warm start's (and the control's) lr; 0: train.lr's schedule
     control: bool = False  # after self-play, rerun from the warm start for as long on more of it
     rewards: RewardConfig = field(default_factory=RewardConfig)
     nano: NanoConfig = field(default_factory=NanoConfig)  # nano-world seeds and held-out split

@@ -12,8 +12,8 @@ Left out: reward shaping and task bookkeeping (they belong to the self-play loop
 
 from __future__ import annotations
 
-import itertools
 import logging
+import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -98,7 +98,8 @@ class Executor:
             "seccomp": bool(filters) and bool(info.get("seccomp")),
         }
         self.sandbox_kind, self.python = plan.kind, plan.python
-        self._ids = itertools.count(1)
+        self._lock = threading.Lock()  # submissions come from callback threads too
+        self.submitted = 0  # programs sent to a sandboxed worker (statically rejected: not)
 
     # -- single programs -------------------------------------------------------------------
 
@@ -112,7 +113,10 @@ class Executor:
 
     def _submit(self, code: str, inputs: str, avoid: int | None = None) -> Future:
         """Future of (ExecutionResult, worker id); static checks are the caller's business."""
-        request = {"id": next(self._ids), "code": code, "inputs": inputs, "timeout": self.timeout}
+        with self._lock:
+            self.submitted += 1
+            rid = self.submitted
+        request = {"id": rid, "code": code, "inputs": inputs, "timeout": self.timeout}
         if len(code) + len(inputs) > MAX_TRANSPORT_CHARS:  # holds with static checks off too
             done: Future = Future()
             done.set_result((ExecutionResult(REJECTED, reason="program too large to send"), 0))

@@ -1,7 +1,7 @@
 """One clipped policy-gradient update of a LoRA head from a list of scored rollouts.
 
-`policy_step` recomputes the current log-probs with the head on, and, when `kl_coef > 0`, the
-reference log-probs with every head off (`backbone.lora(None)` under no_grad: the base model
+`policy_step` recomputes the current log-probs with the head on, and, when `kl_coef > 0` (or
+`log_kl`, to report it), the reference log-probs with every head off (`backbone.lora(None)` under no_grad: the base model
 *is* the reference, so no second copy sits in memory). It runs in micro-batches whose losses
 share the whole batch's normaliser (`batch_normaliser`), so the accumulated gradient equals the
 full-batch one, then clips the gradient norm and takes one optimizer step. `model` is whatever
@@ -36,6 +36,7 @@ class PGConfig:
     clip_low: float = 0.2
     clip_high: float = 0.2  # DAPO's clip-higher uses 0.28
     kl_coef: float = 0.0  # RM-R1: 1e-3 (k3 estimator)
+    log_kl: bool = False  # log the KL to the head-off reference at kl_coef 0 too (one more pass)
     entropy_coef: float = 0.0
     aggregation: str = "token-mean"  # one of unimodal.pg.loss.AGGREGATIONS
     max_tokens: int = 0  # L_max of seq-mean-token-sum-norm; 0: the batch's longest response
@@ -115,7 +116,7 @@ def _backward(
     autocast = accelerator.autocast if accelerator is not None else contextlib.nullcontext
     t = batch.response_mask.shape[1]
     ref_lp = None
-    if cfg.kl_coef > 0:
+    if cfg.kl_coef > 0 or cfg.log_kl:
         with torch.no_grad(), backbone.lora(None), autocast():
             ref_logits = model(batch.input_ids, batch.attention_mask)  # (b, L, V)
             ref_lp, _ = response_logprobs(ref_logits, batch.input_ids, t, cfg.temperature, False)
