@@ -37,7 +37,8 @@ def test_azr_cpu_two_steps_writes_every_point(tmp_path, tiny_backbone_dir):
     assert rows[-1]["buffer/deduction"] >= 4  # identity + 3 nano seed tasks
     roles = [f"{k}/{r}" for k in KINDS for r in ("propose", "solve")]
     assert all(0.0 <= rows[-1][f"{k}/nonzero_adv"] <= 1.0 for k in roles)
-    assert rows[-1]["pg/kl"] >= 0.0 and rows[-1]["exec/programs"] >= 0  # log_kl in the config
+    assert rows[0]["pg/kl"] >= 0.0 and "pg/kl" not in rows[1]  # log_kl = 10: steps 1, 11, ...
+    assert rows[-1]["exec/programs"] >= 0 and rows[-1]["exec/programs_s"] >= 0
     samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert samples and {"propose", "solve"} <= set(samples[0])
     assert (out / "azr_curves.png").stat().st_size > 1000

@@ -22,7 +22,7 @@ import copy
 import json
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 from tqdm import tqdm
@@ -132,7 +132,9 @@ def selfplay_update(run: loop.Run, cfg: AZRTrainConfig, bb: Backbone, model, buf
         roll.advantage = a
     bb.model.train(cfg.model.gradient_checkpointing)
     with timed(times, "update"):
-        stats = policy_step(model, bb, sp.head, rollouts, run.opt, cfg.pg, acc, cfg.rl.correction)
+        kl = cfg.pg.log_kl and run.step % cfg.pg.log_kl == 0  # the KL pass on every N-th only
+        pg = cfg.pg if kl else replace(cfg.pg, log_kl=0)
+        stats = policy_step(model, bb, sp.head, rollouts, run.opt, pg, acc, cfg.rl.correction)
     bb.model.eval()
     metrics = summarize(every, buffers) | {f"pg/{k}": v for k, v in stats.items()}
     metrics |= {f"time/{k}": v for k, v in times.items()}
@@ -251,6 +253,7 @@ def warmstart(cfg: AZRTrainConfig, bb: Backbone, model, run: loop.Run, buffers, 
     `azr.warmstart_lr`, `steps` of them or as many as fit in `seconds` (the control); returns
     how many ran."""
     ac, acc, stats = cfg.azr, run.acc, {}
+    pg = replace(cfg.pg, log_kl=0)  # no KL pass in supervised steps
     n = ac.warmstart_batch or 6 * cfg.train.batch_size
     t0, i = time.perf_counter(), 0
     first = 0 if steps else ac.warmstart_steps  # the control continues the warm-start stream
@@ -263,7 +266,7 @@ def warmstart(cfg: AZRTrainConfig, bb: Backbone, model, run: loop.Run, buffers, 
         pairs = warmstart_pairs(buffers, n, rng, ac.references, ac.n_inputs, ac.n_visible)
         rolls = warmstart_rollouts(bb, pairs, cfg.head.name, cfg.pg.temperature, cfg.pg.micro_batch)
         bb.model.train(cfg.model.gradient_checkpointing)
-        stats = policy_step(model, bb, cfg.head.name, rolls, run.opt, cfg.pg, acc)
+        stats = policy_step(model, bb, cfg.head.name, rolls, run.opt, pg, acc)
         bb.model.eval()
         i += 1
         bar.update(1)

@@ -1,7 +1,7 @@
 """One clipped policy-gradient update of a LoRA head from a list of scored rollouts.
 
 `policy_step` recomputes the current log-probs with the head on, and, when `kl_coef > 0` (or
-`log_kl`, to report it), the reference log-probs with every head off (`backbone.lora(None)` under no_grad: the base model
+`log_kl` is set, to report it; the caller decides on which updates), the reference log-probs with every head off (`backbone.lora(None)` under no_grad: the base model
 *is* the reference, so no second copy sits in memory). It runs in micro-batches whose losses
 share the whole batch's normaliser (`batch_normaliser`), so the accumulated gradient equals the
 full-batch one, then clips the gradient norm and takes one optimizer step. `model` is whatever
@@ -36,7 +36,7 @@ class PGConfig:
     clip_low: float = 0.2
     clip_high: float = 0.2  # DAPO's clip-higher uses 0.28
     kl_coef: float = 0.0  # RM-R1: 1e-3 (k3 estimator)
-    log_kl: bool = False  # log the KL to the head-off reference at kl_coef 0 too (one more pass)
+    log_kl: int = 0  # at kl_coef 0: every N-th self-play update logs the KL to the head-off base
     entropy_coef: float = 0.0
     aggregation: str = "token-mean"  # one of unimodal.pg.loss.AGGREGATIONS
     max_tokens: int = 0  # L_max of seq-mean-token-sum-norm; 0: the batch's longest response
@@ -47,8 +47,10 @@ class PGConfig:
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"pg.aggregation: unknown '{self.aggregation}' ({list(AGGREGATIONS)})")
-        if self.micro_batch < 1 or self.temperature <= 0 or self.max_tokens < 0:
-            raise ValueError("pg.micro_batch must be >= 1, pg.temperature > 0, pg.max_tokens >= 0")
+        if self.micro_batch < 1 or self.temperature <= 0 or min(self.max_tokens, self.log_kl) < 0:
+            raise ValueError(
+                "pg.micro_batch must be >= 1, pg.temperature > 0, pg.max_tokens and pg.log_kl >= 0"
+            )
 
 
 def batch_normaliser(cfg: PGConfig, lengths: Sequence[int]) -> float:
