@@ -4,9 +4,9 @@
 `log_kl` is set, to report it; the caller decides on which updates), the reference log-probs
 with every head off (`backbone.lora(None)` under no_grad: the base model *is* the reference, so
 no second copy sits in memory). It runs in micro-batches whose losses share the whole batch's
-normaliser (`batch_normaliser`), so the accumulated gradient equals the full-batch one, then clips the gradient norm and takes one optimizer step. `model` is whatever
-computes logits from (input_ids, attention_mask): the backbone itself or its accelerate/DDP-
-prepared wrapper. Rollouts sampled by an inference engine are first given the trainer's own
+normaliser (`batch_normaliser`), so the accumulated gradient equals the full-batch one, then
+clips the gradient norm and takes one optimizer step. `model` is whatever computes logits from
+(input_ids, attention_mask): the backbone itself or its accelerate/DDP-prepared wrapper. Rollouts sampled by an inference engine are first given the trainer's own
 old log-probs and importance weights (`correction`, see `reasoning.pg.correction`); without a
 correction, or with rollouts of the trainer itself, that step is skipped (a no-op).
 Left out on purpose: several PPO epochs / mini-batch steps per batch (the official AZR and
