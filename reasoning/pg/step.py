@@ -6,9 +6,10 @@ with every head off (`backbone.lora(None)` under no_grad: the base model *is* th
 no second copy sits in memory). It runs in micro-batches whose losses share the whole batch's
 normaliser (`batch_normaliser`), so the accumulated gradient equals the full-batch one, then
 clips the gradient norm and takes one optimizer step. `model` is whatever computes logits from
-(input_ids, attention_mask): the backbone itself or its accelerate/DDP-prepared wrapper. Rollouts sampled by an inference engine are first given the trainer's own
-old log-probs and importance weights (`correction`, see `reasoning.pg.correction`); without a
-correction, or with rollouts of the trainer itself, that step is skipped (a no-op).
+(input_ids, attention_mask): the backbone itself or its accelerate/DDP-prepared wrapper.
+Rollouts sampled by an inference engine are first given the trainer's own old log-probs and
+importance weights (`correction`, see `reasoning.pg.correction`); without a correction, or with
+rollouts of the trainer itself, that step is skipped (a no-op).
 Left out on purpose: several PPO epochs / mini-batch steps per batch (the official AZR and
 RM-R1 code take several; reasoning/azr/README.md, the RM-R1 7B config).
 """
