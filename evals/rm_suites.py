@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from evals.rm_trace import steps_line, trace_steps
 from reasoning.rm_r1.data import (
     PreferencePair,
     RMBenchItem,
@@ -80,13 +81,14 @@ def judge_both_orders(
     style: PromptStyle = "instruct",
     max_new_tokens: int = 1024,
     batch_size: int = 8,
-) -> tuple[dict[str, np.ndarray], list[Judgement]]:
-    """Greedy judgements of every pair in both orders: per-pair outcomes, chosen-at-A traces."""
+) -> tuple[dict[str, np.ndarray], list[Judgement], list[Judgement]]:
+    """Greedy judgements of every pair in both orders: per-pair outcomes, the judgements with
+    the chosen answer at A, and those with it at B."""
     inputs = [(p.prompt, p.chosen, p.rejected) for p in pairs]
     inputs += [(p.prompt, p.rejected, p.chosen) for p in pairs]
     js = judge_many(backbone, inputs, head, style, max_new_tokens, 0.0, batch_size)
     ab, ba = js[: len(pairs)], js[len(pairs) :]
-    return both_orders([j.verdict for j in ab], [j.verdict for j in ba]), ab
+    return both_orders([j.verdict for j in ab], [j.verdict for j in ba]), ab, ba
 
 
 def _per_domain(
@@ -106,9 +108,12 @@ def evaluate_pair_list(
     max_new_tokens: int = 1024,
     batch_size: int = 8,
     n_samples: int = 4,
+    truth: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """Judge every pair in both orders; overall and per-domain summaries, a few traces."""
-    out, ab = judge_both_orders(backbone, pairs, head, style, max_new_tokens, batch_size)
+    """Judge every pair in both orders; overall and per-domain summaries, a few traces, and with
+    `truth` ((right, wrong) answer per pair) the chain-of-rubrics step scores (`evals.rm_trace`)."""
+    out, ab, ba = judge_both_orders(backbone, pairs, head, style, max_new_tokens, batch_size)
+    steps = {"steps": trace_steps(truth, ab, ba)} if truth else {}
     return {
         "suite": "pairs",
         "overall": summary(out),
@@ -119,6 +124,7 @@ def evaluate_pair_list(
             {"id": p.id, "verdict_chosen_A": j.verdict, "trace": j.reasoning}
             for p, j in zip(pairs[:n_samples], ab)
         ],
+        **steps,
     }
 
 
@@ -173,7 +179,7 @@ def evaluate_rm_bench(
                 kept.append(it)
         items = kept
     pairs = rm_bench_pairs(items)
-    out, _ = judge_both_orders(backbone, pairs, head, style, max_new_tokens, batch_size)
+    out, _, _ = judge_both_orders(backbone, pairs, head, style, max_new_tokens, batch_size)
     return {
         "suite": "rm-bench",
         "data": str(data),
@@ -191,7 +197,7 @@ def rm_table(report: dict[str, Any]) -> str:
         n = f"{r['n']:>6}" if "n" in r else f"{'':>6}"
         vals = " ".join(f"{r[c]:>12.3f}" if c in r else f"{'':>12}" for c in cols + extra)
         rows.append(f"{d:<12} {n} {vals}")
-    return "\n".join(rows)
+    return "\n".join(rows + ([steps_line(report["steps"])] if report.get("steps") else []))
 
 
 def heldout_record(report: dict[str, Any], stage: str, previous: Path | None = None) -> dict:

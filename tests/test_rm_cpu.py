@@ -18,6 +18,8 @@ def test_rm_cpu_sft_then_rl_two_steps(tmp_path, tiny_backbone_dir):
     T.main(cfg)
     first = json.loads((sft / "eval_heldout.json").read_text())
     assert first["n"] == 3 and set(first) == {"n", "sft"}
+    steps = json.loads((sft / "eval_pairs.json").read_text())["steps"]
+    assert steps["n"] == 6 and 0.0 <= steps["quote_A"] <= 1.0  # both orders of 3 pairs
     args = [*common, "--stage=rl", f"--rl.init={sft / 'final'}", f"--rl.train.out_dir={rl}",
             "--rl.train.steps=2", "--rl.max_new_tokens=8", "--rl.train.time_budget_s=0"]  # fmt: skip
     T.main(load_config(T.CONFIG, args))

@@ -138,10 +138,10 @@ def finish_rm(run: loop.Run, backbone: Backbone, spec: HeadSpec, cfg: RMConfig, 
     if cfg.eval.n <= 0:
         return {}
     e, j = cfg.eval, cfg.judge
-    pairs = held_out_pairs(cfg.data, e.n, seen, e.pairs)
+    pairs, truth = held_out_pairs(cfg.data, e.n, seen, e.pairs)
     with run.acc.autocast():
         report = evaluate_pair_list(
-            backbone, pairs, j.name, j.style, e.max_new_tokens, e.batch_size
+            backbone, pairs, j.name, j.style, e.max_new_tokens, e.batch_size, truth=truth
         )
     (run.out / "eval_pairs.json").write_text(json.dumps(report, indent=2))
     sft = (

@@ -90,14 +90,34 @@ class Preset:
     answer_words: bool = False  # the tokenizer corpus also holds each VQA answer alone, as the
     # chat puts it (after "assistant\n", no space), so answers are single tokens: `circle` is
     # otherwise `c`,`irc`,`le` (its first token shared with `cyan`)
+    qwen2_split: bool = False  # Qwen2's pre-tokenizer (its split regex, then byte level): digits
+    # one token each, as in every real Qwen2 tokenizer; plain byte level merges `12` in one
+    # place and splits it `1`,`2` in another, so a judge could not copy numbers (issue 16 note)
 
 
 PRESETS = {
     "tiny": Preset(2048, 64, 128, 2, 4, 2, 1, 32, 2, 56 * 56, 0.3),
     "tiny_gen": Preset(2048, 64, 128, 2, 4, 2, 1, 32, 2, 56 * 56, 0.02),
-    "small": Preset(8192, 384, 1024, 8, 6, 2, 4, 192, 4, 112 * 112, 0.02, 14, 0, 10.0, (8, 12, 12)),
+    "small": Preset(
+        8192,
+        384,
+        1024,
+        8,
+        6,
+        2,
+        4,
+        192,
+        4,
+        112 * 112,
+        0.02,
+        14,
+        0,
+        10.0,
+        (8, 12, 12),
+        qwen2_split=True,
+    ),
     "cpu": Preset(
-        2048, 128, 384, 4, 4, 2, 2, 64, 4, 64 * 64, 0.1, 8, 64 * 64, 10.0, (4, 6, 6), True
+        2048, 128, 384, 4, 4, 2, 2, 64, 4, 64 * 64, 0.1, 8, 64 * 64, 10.0, (4, 6, 6), True, True
     ),
 }
 # `small` and `cpu` see a 4 x 4 grid of image tokens. With Qwen2-VL's split and base 1e4 the
@@ -141,13 +161,18 @@ def shapes_text(n: int = 3000, seed: int = 0, answers_alone: bool = False) -> It
                     yield qa.answer
 
 
-def train_tokenizer(vocab_size: int, corpus: list[str]):
-    """Byte-level BPE with the Qwen2-VL special tokens, wrapped as a HF fast tokenizer."""
+def train_tokenizer(vocab_size: int, corpus: list[str], qwen2_split: bool = False):
+    """Byte-level BPE with the Qwen2-VL special tokens, wrapped as a HF fast tokenizer; with
+    `qwen2_split`, Qwen2's pre-tokenizer (digits split one by one)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast, Qwen2Tokenizer
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = (
+        Qwen2Tokenizer()._tokenizer.pre_tokenizer
+        if qwen2_split
+        else pre_tokenizers.ByteLevel(add_prefix_space=False)
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -235,7 +260,9 @@ def build_backbone(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> 
         raise ValueError(f"unknown backbone preset '{preset}'; choose one of {sorted(PRESETS)}")
     p = PRESETS[preset]
     tokenizer = train_tokenizer(
-        p.vocab_size, stdlib_code() + list(shapes_text(answers_alone=p.answer_words))
+        p.vocab_size,
+        stdlib_code() + list(shapes_text(answers_alone=p.answer_words)),
+        p.qwen2_split,
     )
     processor = build_processor(p, tokenizer)
     config = qwen2vl_config(p, tokenizer)

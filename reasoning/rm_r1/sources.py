@@ -84,9 +84,10 @@ def rl_pairs(
 
 def held_out_pairs(
     cfg: DataConfig, n: int, exclude: set[str], path: str = ""
-) -> list[PreferencePair]:
-    """A file's first n pairs, or n procedural pairs with prompts not in `exclude`."""
+) -> tuple[list[PreferencePair], list[tuple[str, str]]]:
+    """A file's first n pairs, or n procedural pairs with prompts not in `exclude`; and for
+    procedural pairs their (right, wrong) answers (none for a file)."""
     if path:
-        return read_preference_file(path)[:n]
-    pairs = [v.pair for v in procedural(cfg, 4 * n, HELD_OUT_SEED)]
-    return [p for p in pairs if str(p.prompt) not in exclude][:n]
+        return read_preference_file(path)[:n], []
+    kept = [v for v in procedural(cfg, 4 * n, HELD_OUT_SEED) if str(v.pair.prompt) not in exclude]
+    return [v.pair for v in kept[:n]], [(v.correct, v.wrong) for v in kept[:n]]
