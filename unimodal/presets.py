@@ -90,9 +90,7 @@ class Preset:
     answer_words: bool = False  # the tokenizer corpus also holds each VQA answer alone, as the
     # chat puts it (after "assistant\n", no space), so answers are single tokens: `circle` is
     # otherwise `c`,`irc`,`le` (its first token shared with `cyan`)
-    qwen2_split: bool = False  # Qwen2's pre-tokenizer (its split regex, then byte level): digits
-    # one token each, as in every real Qwen2 tokenizer; plain byte level merges `12` in one
-    # place and splits it `1`,`2` in another, so a judge could not copy numbers (issue 16 note)
+    qwen2_split: bool = False  # Qwen2's pre-tokenizer: digits one token each, as in real Qwen2
 
 
 PRESETS = {
@@ -162,8 +160,7 @@ def shapes_text(n: int = 3000, seed: int = 0, answers_alone: bool = False) -> It
 
 
 def train_tokenizer(vocab_size: int, corpus: list[str], qwen2_split: bool = False):
-    """Byte-level BPE with the Qwen2-VL special tokens, wrapped as a HF fast tokenizer; with
-    `qwen2_split`, Qwen2's pre-tokenizer (digits split one by one)."""
+    """Byte-level BPE with the Qwen2-VL special tokens (Qwen2's pre-tokenizer if `qwen2_split`)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Tokenizer
 
