@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from evals.code_lm import evaluate_code_loss
+from evals.recall import evaluate_copy
 from evals.vqa import evaluate_vqa, vqa_table
 from unimodal import checkpoint
 from unimodal.cli import run_tool
@@ -70,7 +71,7 @@ def main(cfg: MLLMConfig) -> dict:
         loop.log(run, row, show=("loss", "loss_probe", "items_s"))
         loop.save(run, partial(weights, run, model, probe))
     report = finish_stage0(run, run.acc.unwrap_model(model), cfg) if run.complete else {}
-    loop.finish(run, curves=("loss*", "vqa/*", "items_s"))
+    loop.finish(run, curves=("loss*", "vqa/*", "copy/*", "items_s"))
     return report
 
 
@@ -89,13 +90,15 @@ def load_weights(backbone, probe, ckpt: Path) -> None:
 
 
 def vqa_progress(backbone, cfg: MLLMConfig) -> dict[str, float]:
-    """A small held-out VQA score for the curves (`eval.every_samples` questions)."""
+    """Small held-out VQA and recall scores for the curves (`eval.every_samples` items each)."""
     e = cfg.eval
     backbone.model.eval()
     report = evaluate_vqa(backbone, e.every_samples, cfg.data.image_size, e.batch_size)
+    copy = evaluate_copy(backbone, e.every_samples, e.batch_size)
     backbone.model.train()
     per_type = {f"vqa/{q}": r["accuracy"] for q, r in report["per_type"].items()}
-    return {"vqa/overall": report["overall"], **per_type}
+    copied = {f"copy/{k}": copy[k]["exact"] for k in ("recall", "repeat")}
+    return {"vqa/overall": report["overall"], **per_type, **copied}
 
 
 def finish_stage0(run: loop.Run, backbone, cfg: MLLMConfig) -> dict:
@@ -113,11 +116,15 @@ def finish_stage0(run: loop.Run, backbone, cfg: MLLMConfig) -> dict:
     report = evaluate_vqa(backbone, e.vqa_samples, cfg.data.image_size, e.batch_size)
     if cfg.data.weights.get("code", 0) > 0:
         report["code_lm"] = evaluate_code_loss(backbone, cfg.data.chunk_chars)
+    report["copy"] = evaluate_copy(backbone, e.vqa_samples, e.batch_size)
     (Path(run.out) / "eval_vqa.json").write_text(json.dumps(report, indent=2))
     print(vqa_table(report), flush=True)
     if "code_lm" in report:
         c = report["code_lm"]
         print(f"held-out code LM: loss {c['loss']:.3f} per token ({c['tokens']} tokens)")
+    for kind in ("recall", "repeat"):
+        r = report["copy"][kind]
+        print(f"held-out copy, {kind}: {r['exact']:.3f} +- {r['se']:.3f} of {r['spans']} exact")
     return report
 
 

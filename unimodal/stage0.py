@@ -1,8 +1,9 @@
-"""Stage-0 supervised data: shapes-world captions and VQA, plus Python source for plain LM.
+"""Stage-0 supervised data: shapes-world captions and VQA, plus Python source and
+copy texts (recall, repeat: `unimodal/data/recall.py`) for plain LM.
 
 Every example is a pure function of (seed, index), so a resumed run continues on exactly the
 sample it would have seen. `collate` tokenises a batch with the backbone's processor and marks
-which tokens carry loss: the assistant answer for chat examples, every token for code.
+which tokens carry loss: the assistant answer for chat examples, every token of plain text.
 
 Left out on purpose: packing several examples into one row.
 """
@@ -27,11 +28,13 @@ from unimodal.data import (
     train_caption,
     vqa_sample,
 )
+from unimodal.data.recall import COPY_TEXTS
 from unimodal.presets import CODE_MODULES, HELDOUT_CODE_MODULES, stdlib_code
 
 CAPTION_QUESTION = "Describe the image."
 OBJECTS_QUESTION = "List the objects from left to right."
-KINDS = ("caption", "objects", "vqa", "code")
+KINDS = ("caption", "objects", "vqa", "code", "recall", "repeat")
+TEXT_KINDS = ("code", "recall", "repeat")  # plain LM text, no chat template
 
 
 @dataclass
@@ -155,16 +158,19 @@ class Stage0Data:
         kind = self.kinds[int(rng.choice(len(self.kinds), p=self.probs))]
         if kind == "code":
             return Example(text=self.code[int(rng.integers(len(self.code)))], kind="code")
+        if kind in COPY_TEXTS:
+            return Example(text=COPY_TEXTS[kind][0](self.seed, index), kind=kind)
         return shapes_example(self.seed, index, kind, self.image_size, self.qa_per_image)
 
 
 def collate(backbone: Backbone, examples: list[Example]) -> tuple[Prompt, torch.Tensor]:
     """Tokenise a batch; returns the prompt and a loss mask (B, L) over target tokens: every
-    token of a code chunk, every assistant answer (with its end token) of a chat example."""
+    token of plain text (code, recall, repeat), every assistant answer (with its end token) of a chat
+    example."""
     eos = backbone.tokenizer.eos_token
     texts, images = [], []
     for ex in examples:
-        chat = ex.kind != "code"
+        chat = ex.kind not in TEXT_KINDS
         texts.append(backbone.render(ex.messages) + ex.answer + eos if chat else ex.text + eos)
         images.append(ex.images if chat else [])
     prompt = backbone.encode(texts, images if any(images) else None)
@@ -172,7 +178,7 @@ def collate(backbone: Backbone, examples: list[Example]) -> tuple[Prompt, torch.
     header = assistant_header(backbone)
     end = backbone.tokenizer.convert_tokens_to_ids(eos)
     for i, ex in enumerate(examples):
-        if ex.kind != "code":
+        if ex.kind not in TEXT_KINDS:
             mask[i] = answer_spans(prompt.input_ids[i].tolist(), header, end)
     return prompt, mask
 

@@ -13,7 +13,7 @@ class Stage0DataConfig:
     image_size: int = 64
     weights: dict[str, float] = field(
         default_factory=lambda: {"caption": 1.0, "vqa": 2.0, "code": 1.0}
-    )  # mixture shares of unimodal.stage0.KINDS: caption, objects, vqa, code
+    )  # mixture shares of unimodal.stage0.KINDS: caption, objects, vqa, code, recall, repeat
     code_path: str | None = None  # optional JSONL with a `code` field (e.g. CRUXEval)
     chunk_chars: int = 600  # code LM: source split into chunks of at most this many characters
     qa_per_image: int = 1  # VQA: questions asked (and answered, as turns) about each image
