@@ -6,8 +6,8 @@
 
 Full fine-tuning through accelerate (bf16 on GPU, DDP/FSDP with `accelerate launch`), atomic
 resumable checkpoints, a progress bar, TensorBoard, OUT/metrics.jsonl and OUT/curves.png, and a
-held-out VQA table at the end. The trained model is exported as a Hugging Face folder
-`OUT/final` that every other tool loads.
+held-out VQA table and copy score (`evals/recall.py`) at the end. The trained model is exported
+as a Hugging Face folder `OUT/final` that every other tool loads.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from evals.recall import evaluate_copy
 from evals.vqa import evaluate_vqa, vqa_table
 from unimodal import checkpoint
 from unimodal.cli import run_tool
+from unimodal.data.recall import COPY_TEXTS
 from unimodal.stage0 import Stage0Data
 from unimodal.stage0_batch import step_losses
 from unimodal.train import loop
@@ -90,14 +91,14 @@ def load_weights(backbone, probe, ckpt: Path) -> None:
 
 
 def vqa_progress(backbone, cfg: MLLMConfig) -> dict[str, float]:
-    """Small held-out VQA and recall scores for the curves (`eval.every_samples` items each)."""
+    """Small held-out VQA and copy scores for the curves (`eval.every_samples` items each)."""
     e = cfg.eval
     backbone.model.eval()
     report = evaluate_vqa(backbone, e.every_samples, cfg.data.image_size, e.batch_size)
     copy = evaluate_copy(backbone, e.every_samples, e.batch_size)
     backbone.model.train()
     per_type = {f"vqa/{q}": r["accuracy"] for q, r in report["per_type"].items()}
-    copied = {f"copy/{k}": copy[k]["exact"] for k in ("recall", "repeat")}
+    copied = {f"copy/{k}": copy[k]["exact"] for k in COPY_TEXTS}
     return {"vqa/overall": report["overall"], **per_type, **copied}
 
 
@@ -122,7 +123,7 @@ def finish_stage0(run: loop.Run, backbone, cfg: MLLMConfig) -> dict:
     if "code_lm" in report:
         c = report["code_lm"]
         print(f"held-out code LM: loss {c['loss']:.3f} per token ({c['tokens']} tokens)")
-    for kind in ("recall", "repeat"):
+    for kind in COPY_TEXTS:
         r = report["copy"][kind]
         print(f"held-out copy, {kind}: {r['exact']:.3f} +- {r['se']:.3f} of {r['spans']} exact")
     return report

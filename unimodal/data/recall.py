@@ -13,9 +13,9 @@ copying what follows it: the copy an RM-R1 judge needs to quote an answer from i
 an AZR solver to carry an input into its answer. Values are the literals of those tasks (small
 ints, short words, short int lists).
 
-Repeat: a line of random names and literals, then the same line again. Every token of the copy
-is predictable from the first: the plain signal on which small transformers form induction
-heads, which recall then builds on.
+Repeat: a line of random names and literals, then the same line again: every token of the copy
+is predictable from the first, the plain signal of induction-head studies. (On the `cpu` preset
+neither kind formed a copy circuit within a stage-0 budget: README, stage 0.)
 
 Every text is a pure function of (seed, index).
 """
