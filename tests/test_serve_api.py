@@ -267,13 +267,14 @@ def test_full_queue_gives_429_and_unexpected_errors_a_500(client, serve_pipe, mo
     from unimodal.serve.worker import Job
 
     try:
-        for _ in range(CFG.max_queue):
-            worker.submit(Job(None, lambda p: [None]))
+        queued = [worker.submit(Job(None, lambda p: [None])) for _ in range(CFG.max_queue)]
         r = client.post(GEN, json={"prompt": "a"})
         assert r.status_code == 429 and "server busy" in r.json()["error"]["message"]
         assert r.headers["retry-after"] == "1"
     finally:
         release.set()
+    for job in queued:  # the queue drains before the next request (else it is still full)
+        job.future.result(timeout=30)
     monkeypatch.setattr(serve_pipe, "generate", lambda *a, **k: 1 / 0)
     with caplog.at_level(logging.ERROR, logger="unimodal.serve"):
         r = client.post(GEN, json={"prompt": "a"})
