@@ -1,11 +1,12 @@
-"""Copy texts of stage 0 (recall, repeat) and their held-out teacher-forced copy scores."""
+"""Copy texts of stage 0 (recall, repeat, words) and their held-out teacher-forced copy scores."""
 
+import pytest
 import torch
 
 from evals.recall import evaluate_copy, value_tokens
 from unimodal.backbone import Backbone
-from unimodal.data.recall import COPY_TEXTS, recall_spans, recall_text, repeat_text
-from unimodal.stage0 import Stage0Data, collate
+from unimodal.data.recall import COPY_TEXTS, recall_spans, recall_text, repeat_text, words_text
+from unimodal.stage0 import Stage0Data, collate, word_pool
 
 
 def test_recall_asserts_repeat_a_binding_and_spans_cover_the_values():
@@ -74,3 +75,34 @@ def test_copy_scores_are_one_for_a_perfect_copier_and_low_for_a_random_model(
     perfect = evaluate_copy(bb, n=16, batch_size=8)
     for kind in COPY_TEXTS:
         assert perfect[kind]["exact"] == 1.0 and perfect[kind]["token"] == 1.0
+
+
+def test_words_rows_are_random_tokens_twice_with_loss_on_the_copy_only(tiny_backbone_dir):
+    bb = Backbone.from_pretrained(tiny_backbone_dir)
+    tok = bb.tokenizer
+    pool = word_pool(tok)
+    assert len(pool) > 100 and not any(t in pool for t in tok.all_special_tokens)
+    assert "<|video_pad|>" not in pool and not any("\n" in t for t in pool)
+    for index in range(10):
+        text = words_text(5, index, pool)
+        assert text == words_text(5, index, pool)  # a pure function of (seed, index)
+        first, second, rest = text.split("\n")
+        assert first == second and first and rest == ""
+        ids = tok(first, add_special_tokens=False)["input_ids"]
+        assert ids == tok(second, add_special_tokens=False)["input_ids"]  # the same tokens
+    data = Stage0Data(0, 32, {"words": 1.0}, words=pool)
+    rows = [data[i] for i in range(4)]
+    prompt, mask = collate(bb, rows)
+    for i, row in enumerate(rows):
+        target = bb.tokenizer.decode(prompt.input_ids[i][mask[i].bool()].tolist())
+        assert target == row.text.split("\n", 1)[1] + bb.tokenizer.eos_token
+    with pytest.raises(ValueError, match="word pool"):
+        Stage0Data(0, 32, {"words": 1.0})
+
+
+def test_first_phase_draws_its_own_mixture_then_the_main_one():
+    data = Stage0Data(0, 32, {"recall": 1.0}, first_weights={"repeat": 1.0}, first_samples=10)
+    assert {data[i].kind for i in range(10)} == {"repeat"}
+    assert {data[i].kind for i in range(10, 30)} == {"recall"}
+    with pytest.raises(ValueError, match="data.first_weights"):
+        Stage0Data(0, 32, {"recall": 1.0}, first_weights={"nope": 1.0}, first_samples=10)

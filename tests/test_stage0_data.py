@@ -72,3 +72,21 @@ def test_a_cached_preset_backbone_is_rebuilt_when_the_preset_changes(tmp_path, m
     monkeypatch.setitem(presets.PRESETS, "cpu", changed)
     presets.ensure_backbone("", "cpu", tmp_path)
     assert built == ["cpu", "cpu"]
+
+
+def test_cpu_copy_has_slow_rope_pairs_for_text_and_fast_ones_for_image_columns():
+    """Content matching across text needs a pair that barely turns per token; `cpu` (base 10)
+    has none, `cpu_copy` (base 1e3, 12 pairs to width) has both kinds (presets.py)."""
+    from unimodal.presets import PRESETS
+
+    def turns(name: str) -> tuple[float, float]:
+        p = PRESETS[name]
+        half = p.hidden_size // p.heads // 2
+        theta = [p.rope_theta ** (-i / half) for i in range(half)]
+        width = theta[p.mrope[0] + p.mrope[1] :]
+        return min(theta), 3 * max(width)  # slowest per token; fastest across 4 columns
+
+    assert turns("cpu")[0] > 0.1
+    slow, columns = turns("cpu_copy")
+    assert slow < 0.01 and columns > 0.3
+    assert PRESETS["cpu_copy"].layers <= 2 and PRESETS["cpu_copy"].init_std <= 0.02

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from unimodal import checkpoint
@@ -60,6 +61,22 @@ def test_chunk_chars_reaches_the_code_corpus():
     long = make_data(load_config(CONFIG, ["--data.chunk_chars=2000"]))
     assert len(short.code) > 3 * len(long.code)
     assert max(len(c) for c in short.code) < max(len(c) for c in long.code)
+
+
+def test_first_steps_set_the_phase_in_samples_and_words_get_the_backbone_pool(tiny_backbone_dir):
+    """`data.first_steps` counts optimizer steps; the data counts samples (`loop.take`)."""
+    from tools.train_mllm import CONFIG, make_data
+    from unimodal.backbone import Backbone
+
+    tok = Backbone.from_pretrained(tiny_backbone_dir).tokenizer
+    args = ["--data.first_steps=3", "--train.batch_size=4", "--train.grad_accum=2"]
+    cfg = load_config(CONFIG, ["--config", "mllm_copy_cpu", *args])
+    data = make_data(cfg, tok)
+    assert data.first_samples == 24 and data.first[0] == ["words"] and data.words
+    assert {data[i].kind for i in range(24)} == {"words"}
+    assert {data[i].kind for i in range(24, 120)} > {"vqa"}
+    with pytest.raises(ValueError, match="first_steps"):
+        load_config(CONFIG, ["--config", "mllm_copy_cpu", "--data.first_steps=-1"])
 
 
 def test_model_stage0_trains_the_backbone_once_then_reuses_it(tmp_path, tiny_backbone_dir):

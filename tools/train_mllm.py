@@ -22,7 +22,7 @@ from evals.vqa import evaluate_vqa, vqa_table
 from unimodal import checkpoint
 from unimodal.cli import run_tool
 from unimodal.data.recall import COPY_TEXTS
-from unimodal.stage0 import Stage0Data
+from unimodal.stage0 import Stage0Data, word_pool
 from unimodal.stage0_batch import step_losses
 from unimodal.train import loop
 from unimodal.train.mllm_config import MLLMConfig
@@ -31,11 +31,22 @@ from unimodal.vision_probe import TokenProbe
 CONFIG = MLLMConfig
 
 
-def make_data(cfg: MLLMConfig) -> Stage0Data:
-    """The stage-0 mixture of `data.*` (seeded by `train.seed`)."""
-    d = cfg.data
+def make_data(cfg: MLLMConfig, tokenizer=None) -> Stage0Data:
+    """The stage-0 mixture of `data.*` (seeded by `train.seed`), its first phase included."""
+    d, tc = cfg.data, cfg.train
+    first = d.first_steps * tc.batch_size * tc.grad_accum  # samples: `loop.take` counts them
+    wants = d.weights.get("words", 0) > 0 or d.first_weights.get("words", 0) > 0
+    words = word_pool(tokenizer) if wants and tokenizer is not None else None
     return Stage0Data(
-        cfg.train.seed, d.image_size, d.weights, d.code_path, d.chunk_chars, d.qa_per_image
+        tc.seed,
+        d.image_size,
+        d.weights,
+        d.code_path,
+        d.chunk_chars,
+        d.qa_per_image,
+        d.first_weights,
+        first,
+        words,
     )
 
 
@@ -53,7 +64,7 @@ def main(cfg: MLLMConfig) -> dict:
     model = loop.prepare(run, backbone)
     if probe is not None:
         probe = run.acc.prepare_model(probe)
-    data = make_data(cfg)
+    data = make_data(cfg, backbone.tokenizer)
     losses = partial(
         step_losses,
         model,

@@ -97,25 +97,13 @@ PRESETS = {
     "tiny": Preset(2048, 64, 128, 2, 4, 2, 1, 32, 2, 56 * 56, 0.3),
     "tiny_gen": Preset(2048, 64, 128, 2, 4, 2, 1, 32, 2, 56 * 56, 0.02),
     "small": Preset(
-        8192,
-        384,
-        1024,
-        8,
-        6,
-        2,
-        4,
-        192,
-        4,
-        112 * 112,
-        0.02,
-        14,
-        0,
-        10.0,
-        (8, 12, 12),
-        qwen2_split=True,
+        8192, 384, 1024, 8, 6, 2, 4, 192, 4, 112 * 112, 0.02, 14, 0, 10.0, (8, 12, 12), False, True
     ),
     "cpu": Preset(
         2048, 128, 384, 4, 4, 2, 2, 64, 4, 64 * 64, 0.1, 8, 64 * 64, 10.0, (4, 6, 6), True, True
+    ),
+    "cpu_copy": Preset(
+        2048, 128, 384, 2, 4, 2, 2, 64, 4, 64 * 64, 0.02, 8, 64 * 64, 1e3, (2, 2, 12), True, True
     ),
 }
 # `small` and `cpu` see a 4 x 4 grid of image tokens. With Qwen2-VL's split and base 1e4 the
@@ -125,6 +113,10 @@ PRESETS = {
 # shape from chance to 0.50 at 600 steps (README, stage 0). Its init std 0.1 is about
 # 1 / sqrt(width): from 0.02 attention starts near uniform and the LM learned late, or never,
 # to bind a question's words to image tokens (README, stage 0).
+# `cpu_copy` can form a copy (induction) circuit, which `cpu` cannot: content matching across
+# tokens needs slow RoPE pairs (base 10 has none: every pair turns >= 0.11 rad per token), a
+# small init (0.1 never formed one) and few layers (4 formed it later than 2). Base 1e3 with
+# 12 pairs to width still turns the 4 image columns by up to 0.5 rad (README, stage 0).
 
 
 def stdlib_code(modules: tuple[str, ...] = CODE_MODULES) -> list[str]:

@@ -1,5 +1,5 @@
 """Stage-0 supervised data: shapes-world captions and VQA, plus Python source and
-copy texts (recall, repeat: `unimodal/data/recall.py`) for plain LM.
+copy texts (recall, repeat, words: `unimodal/data/recall.py`) for plain LM.
 
 Every example is a pure function of (seed, index), so a resumed run continues on exactly the
 sample it would have seen. `collate` tokenises a batch with the backbone's processor and marks
@@ -28,13 +28,13 @@ from unimodal.data import (
     train_caption,
     vqa_sample,
 )
-from unimodal.data.recall import COPY_TEXTS
+from unimodal.data.recall import COPY_TEXTS, words_text
 from unimodal.presets import CODE_MODULES, HELDOUT_CODE_MODULES, stdlib_code
 
 CAPTION_QUESTION = "Describe the image."
 OBJECTS_QUESTION = "List the objects from left to right."
-KINDS = ("caption", "objects", "vqa", "code", "recall", "repeat")
-TEXT_KINDS = ("code", "recall", "repeat")  # plain LM text, no chat template
+KINDS = ("caption", "objects", "vqa", "code", "recall", "repeat", "words")
+TEXT_KINDS = ("code", "recall", "repeat", "words")  # plain LM text, no chat template
 
 
 @dataclass
@@ -128,13 +128,35 @@ def chunk_sources(sources: list[str], chunk_chars: int) -> list[str]:
     return chunks
 
 
+def word_pool(tokenizer) -> list[str]:
+    """Every token of `tokenizer` as text, but the special and added ones (chat and vision
+    markers) and those holding a line break:
+    a `words` line of random ones is a random-token sequence (its tokens re-split, the same way
+    in both lines), the data on which a copy (induction) circuit forms fastest (README, stage 0).
+    Identifiers alone formed a circuit that copied only identifiers."""
+    special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
+    texts = (tokenizer.decode([i]) for i in range(len(tokenizer)) if i not in special)
+    return sorted({t for t in texts if t.strip() and "\n" not in t and "\ufffd" not in t})
+
+
 def heldout_code(chunk_chars: int = 600) -> list[str]:
     """Chunks of the standard-library modules stage 0 and the tokenizer never see."""
     return chunk_sources(stdlib_code(HELDOUT_CODE_MODULES), chunk_chars)
 
 
+def mixture(weights: dict[str, float], field: str = "data.weights") -> tuple[list[str], np.ndarray]:
+    """The kinds with a positive weight and their probabilities (ValueError naming `field`)."""
+    kinds = [k for k, w in weights.items() if w > 0]
+    if set(kinds) - set(KINDS) or not kinds:
+        raise ValueError(f"{field}: kinds must be among {KINDS}, got {sorted(weights)}")
+    w = np.array([weights[k] for k in kinds], dtype=np.float64)
+    return kinds, w / w.sum()
+
+
 class Stage0Data:
-    """The stage-0 mixture, indexable by global sample index."""
+    """The stage-0 mixture, indexable by global sample index; the first `first_samples` samples
+    draw from `first_weights` instead (a curriculum phase, e.g. `words` alone to form a copy
+    circuit before the mixture)."""
 
     def __init__(
         self,
@@ -144,20 +166,28 @@ class Stage0Data:
         code_path: str | None = None,
         chunk_chars: int = 600,
         qa_per_image: int = 1,
+        first_weights: dict[str, float] | None = None,
+        first_samples: int = 0,
+        words: list[str] | None = None,
     ):
         self.seed, self.image_size, self.qa_per_image = seed, image_size, qa_per_image
-        self.kinds = [k for k, w in weights.items() if w > 0]
-        if set(self.kinds) - set(KINDS) or not self.kinds:
-            raise ValueError(f"data.weights: kinds must be among {KINDS}, got {sorted(weights)}")
-        w = np.array([weights[k] for k in self.kinds], dtype=np.float64)
-        self.probs = w / w.sum()
-        self.code = load_code_corpus(code_path, chunk_chars) if "code" in self.kinds else []
+        self.kinds, self.probs = mixture(weights)
+        self.first_samples = first_samples if first_weights else 0
+        self.first = mixture(first_weights, "data.first_weights") if self.first_samples else None
+        used = set(self.kinds) | set(self.first[0] if self.first else [])
+        self.code = load_code_corpus(code_path, chunk_chars) if "code" in used else []
+        self.words = words or []
+        if "words" in used and not self.words:
+            raise ValueError("data.weights: the `words` kind needs a word pool (`word_pool`)")
 
     def __getitem__(self, index: int) -> Example:
         rng = np.random.default_rng([self.seed, index, 7])
-        kind = self.kinds[int(rng.choice(len(self.kinds), p=self.probs))]
+        kinds, probs = self.first if index < self.first_samples else (self.kinds, self.probs)
+        kind = kinds[int(rng.choice(len(kinds), p=probs))]
         if kind == "code":
             return Example(text=self.code[int(rng.integers(len(self.code)))], kind="code")
+        if kind == "words":
+            return Example(text=words_text(self.seed, index, self.words), kind="words")
         if kind in COPY_TEXTS:
             return Example(text=COPY_TEXTS[kind][0](self.seed, index), kind=kind)
         return shapes_example(self.seed, index, kind, self.image_size, self.qa_per_image)
@@ -165,8 +195,8 @@ class Stage0Data:
 
 def collate(backbone: Backbone, examples: list[Example]) -> tuple[Prompt, torch.Tensor]:
     """Tokenise a batch; returns the prompt and a loss mask (B, L) over target tokens: every
-    token of plain text (code, recall, repeat), every assistant answer (with its end token) of a chat
-    example."""
+    token of plain text (code, recall, repeat), the second line of a `words` text, every
+    assistant answer (with its end token) of a chat example."""
     eos = backbone.tokenizer.eos_token
     texts, images = [], []
     for ex in examples:
@@ -177,9 +207,13 @@ def collate(backbone: Backbone, examples: list[Example]) -> tuple[Prompt, torch.
     mask = prompt.attention_mask.clone()
     header = assistant_header(backbone)
     end = backbone.tokenizer.convert_tokens_to_ids(eos)
+    newline = backbone.tokenizer("\n", add_special_tokens=False)["input_ids"][-1]
     for i, ex in enumerate(examples):
         if ex.kind not in TEXT_KINDS:
             mask[i] = answer_spans(prompt.input_ids[i].tolist(), header, end)
+        elif ex.kind == "words":  # the copy only: the first line is noise by construction
+            first = (prompt.input_ids[i] == newline).nonzero()
+            mask[i, : int(first[0]) + 1 if len(first) else mask.shape[1]] = 0
     return prompt, mask
 
 

@@ -70,6 +70,16 @@ def repeat_text(seed: int, index: int, items: tuple[int, int] = (4, 10)) -> str:
     return f"{line}\n{line}\n"
 
 
+def words_text(seed: int, index: int, pool: list[str], items: tuple[int, int] = (8, 40)) -> str:
+    """A line of between `items` pieces drawn at random from `pool` (a tokenizer's tokens), then
+    the line again: like the random-token repeats of induction-head studies, the first line is
+    unpredictable, so the second is learnt only by copying (unlike `repeat`, whose few literals
+    a bigram model half predicts)."""
+    rng = np.random.default_rng([seed, index, 17])
+    line = "".join(pool[i] for i in rng.integers(len(pool), size=int(rng.integers(*items) + 1)))
+    return f"{line}\n{line}\n"
+
+
 def repeat_spans(text: str) -> list[tuple[int, int]]:
     """The character span of the repeated line."""
     first = text.index("\n") + 1

@@ -13,16 +13,20 @@ class Stage0DataConfig:
     image_size: int = 64
     weights: dict[str, float] = field(
         default_factory=lambda: {"caption": 1.0, "vqa": 2.0, "code": 1.0}
-    )  # mixture shares of unimodal.stage0.KINDS: caption, objects, vqa, code, recall, repeat
+    )  # mixture shares of unimodal.stage0.KINDS: caption, objects, vqa, code, recall, repeat, words
     code_path: str | None = None  # optional JSONL with a `code` field (e.g. CRUXEval)
     chunk_chars: int = 600  # code LM: source split into chunks of at most this many characters
     qa_per_image: int = 1  # VQA: questions asked (and answered, as turns) about each image
+    first_weights: dict[str, float] = field(default_factory=dict)  # the mixture of the first
+    first_steps: int = 0  # optimizer steps (a curriculum phase: `words` forms a copy circuit)
 
     def __post_init__(self) -> None:
         if self.chunk_chars < 1:
             raise ValueError(f"data.chunk_chars: must be >= 1, got {self.chunk_chars}")
         if self.qa_per_image < 1:
             raise ValueError(f"data.qa_per_image: must be >= 1, got {self.qa_per_image}")
+        if self.first_steps < 0:
+            raise ValueError(f"data.first_steps: must be >= 0, got {self.first_steps}")
 
 
 @dataclass
