@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from evals.code_lm import evaluate_code_loss
 from evals.recall import evaluate_copy
@@ -31,8 +32,9 @@ from unimodal.vision_probe import TokenProbe
 CONFIG = MLLMConfig
 
 
-def make_data(cfg: MLLMConfig, tokenizer=None) -> Stage0Data:
-    """The stage-0 mixture of `data.*` (seeded by `train.seed`), its first phase included."""
+def make_data(cfg: MLLMConfig, tokenizer: Any = None) -> Stage0Data:
+    """The stage-0 mixture of `data.*` (seeded by `train.seed`), its first phase included;
+    `words` draws from the pool of `tokenizer` (the backbone's)."""
     d, tc = cfg.data, cfg.train
     first = d.first_steps * tc.batch_size * tc.grad_accum  # samples: `loop.take` counts them
     wants = d.weights.get("words", 0) > 0 or d.first_weights.get("words", 0) > 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -128,12 +129,11 @@ def chunk_sources(sources: list[str], chunk_chars: int) -> list[str]:
     return chunks
 
 
-def word_pool(tokenizer) -> list[str]:
-    """Every token of `tokenizer` as text, but the special and added ones (chat and vision
-    markers) and those holding a line break:
-    a `words` line of random ones is a random-token sequence (its tokens re-split, the same way
-    in both lines), the data on which a copy (induction) circuit forms fastest (README, stage 0).
-    Identifiers alone formed a circuit that copied only identifiers."""
+def word_pool(tokenizer: Any) -> list[str]:
+    """Every token of a Hugging Face `tokenizer` as text, less the special and added ones (chat
+    and vision markers) and any holding a line break. A `words` line of them is a random-token
+    sequence (re-split the same way in both lines), the data on which a copy (induction)
+    circuit forms (README, stage 0); identifiers alone formed one that copied only identifiers."""
     special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
     texts = (tokenizer.decode([i]) for i in range(len(tokenizer)) if i not in special)
     return sorted({t for t in texts if t.strip() and "\n" not in t and "\ufffd" not in t})
@@ -178,7 +178,9 @@ class Stage0Data:
         self.code = load_code_corpus(code_path, chunk_chars) if "code" in used else []
         self.words = words or []
         if "words" in used and not self.words:
-            raise ValueError("data.weights: the `words` kind needs a word pool (`word_pool`)")
+            raise ValueError(
+                "data.weights / data.first_weights: `words` needs a word pool (word_pool)"
+            )
 
     def __getitem__(self, index: int) -> Example:
         rng = np.random.default_rng([self.seed, index, 7])
