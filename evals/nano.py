@@ -13,11 +13,11 @@ Left out: sampled (pass@k > 1) variants; `evals.code_suites` has them for the fu
 from __future__ import annotations
 
 import ast
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from evals.code_suites import _read_jsonl, evaluate_tasks
+from evals.stats import binomial_se
 from reasoning.azr.tasks import Task
 from reasoning.executor import Executor
 from unimodal.backbone import Backbone
@@ -41,8 +41,12 @@ def evaluate_kinds(
         )
         row = part["rows"][kind]
         p, n = row["pass@1"], row["n"]
-        se = math.sqrt(p * (1 - p) / n) if n else 0.0
-        out[kind] = {"accuracy": p, "se": se, "format_rate": row["format_rate"], "n": n}
+        out[kind] = {
+            "accuracy": p,
+            "se": binomial_se(p, n),
+            "format_rate": row["format_rate"],
+            "n": n,
+        }
     return out
 
 

@@ -9,10 +9,9 @@ and AZR's answers need one.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from evals.stats import binomial_se
 from unimodal.backbone import Backbone
 from unimodal.data.recall import COPY_TEXTS, HELDOUT_RECALL_SEED
 
@@ -47,8 +46,12 @@ def copy_scores(backbone: Backbone, kind: str, n: int = 200, batch_size: int = 3
                 exact, spans = exact + all(ok), spans + 1
                 right, tokens = right + sum(ok), tokens + len(ok)
     acc = exact / max(spans, 1)
-    se = math.sqrt(acc * (1 - acc) / max(spans, 1))
-    return {"exact": acc, "se": se, "token": right / max(tokens, 1), "spans": spans}
+    return {
+        "exact": acc,
+        "se": binomial_se(acc, spans),
+        "token": right / max(tokens, 1),
+        "spans": spans,
+    }
 
 
 def evaluate_copy(backbone: Backbone, n: int = 200, batch_size: int = 32) -> dict:

@@ -13,7 +13,6 @@ RM-Bench does. Left out: RM-Bench's math split (not on hand) and RewardBench / R
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from evals.rm_trace import steps_line, trace_steps
+from evals.stats import binomial_se
 from reasoning.rm_r1.data import (
     PreferencePair,
     RMBenchItem,
@@ -207,11 +207,12 @@ def heldout_record(report: dict[str, Any], stage: str, previous: Path | None = N
     o = report["overall"]
     n = o["n"]
 
-    def se(p: float) -> float:
-        return math.sqrt(p * (1 - p) / n) if n else 0.0
-
     row = {"ab": o["acc_chosen_A"], "ba": o["acc_chosen_B"], "consistency": o["consistency"]}
-    row |= {"se_ab": se(row["ab"]), "se_ba": se(row["ba"]), "format_fail": o["format_fail"]}
+    row |= {
+        "se_ab": binomial_se(row["ab"], n),
+        "se_ba": binomial_se(row["ba"], n),
+        "format_fail": o["format_fail"],
+    }
     row |= {"n": n, "per_domain": report.get("per_domain", {})}
     old = json.loads(previous.read_text()) if previous and previous.is_file() else {}
     return {**old, "n": n, stage: row}

@@ -90,7 +90,7 @@ def test_words_rows_are_random_tokens_twice_with_loss_on_the_copy_only(tiny_back
         assert first == second and first and rest == ""
         ids = tok(first, add_special_tokens=False)["input_ids"]
         assert ids == tok(second, add_special_tokens=False)["input_ids"]  # the same tokens
-    data = Stage0Data(0, 32, {"words": 1.0}, words=pool)
+    data = Stage0Data(0, 32, {"words": 1.0}, tokenizer=tok)
     rows = [data[i] for i in range(4)]
     prompt, mask = collate(bb, rows)
     for i, row in enumerate(rows):

@@ -23,7 +23,7 @@ from evals.vqa import evaluate_vqa, vqa_table
 from unimodal import checkpoint
 from unimodal.cli import run_tool
 from unimodal.data.recall import COPY_TEXTS
-from unimodal.stage0 import Stage0Data, word_pool
+from unimodal.stage0 import Stage0Data
 from unimodal.stage0_batch import step_losses
 from unimodal.train import loop
 from unimodal.train.mllm_config import MLLMConfig
@@ -37,8 +37,6 @@ def make_data(cfg: MLLMConfig, tokenizer: Any = None) -> Stage0Data:
     `words` draws from the pool of `tokenizer` (the backbone's)."""
     d, tc = cfg.data, cfg.train
     first = d.first_steps * tc.batch_size * tc.grad_accum  # samples: `loop.take` counts them
-    wants = d.weights.get("words", 0) > 0 or d.first_weights.get("words", 0) > 0
-    words = word_pool(tokenizer) if wants and tokenizer is not None else None
     return Stage0Data(
         tc.seed,
         d.image_size,
@@ -48,7 +46,7 @@ def make_data(cfg: MLLMConfig, tokenizer: Any = None) -> Stage0Data:
         d.qa_per_image,
         d.first_weights,
         first,
-        words,
+        tokenizer,
     )
 
 

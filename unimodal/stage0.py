@@ -168,7 +168,7 @@ class Stage0Data:
         qa_per_image: int = 1,
         first_weights: dict[str, float] | None = None,
         first_samples: int = 0,
-        words: list[str] | None = None,
+        tokenizer: Any = None,
     ):
         self.seed, self.image_size, self.qa_per_image = seed, image_size, qa_per_image
         self.kinds, self.probs = mixture(weights)
@@ -176,11 +176,11 @@ class Stage0Data:
         self.first = mixture(first_weights, "data.first_weights") if self.first_samples else None
         used = set(self.kinds) | set(self.first[0] if self.first else [])
         self.code = load_code_corpus(code_path, chunk_chars) if "code" in used else []
-        self.words = words or []
-        if "words" in used and not self.words:
+        if "words" in used and tokenizer is None:
             raise ValueError(
-                "data.weights / data.first_weights: `words` needs a word pool (word_pool)"
+                "data.weights / data.first_weights: `words` needs a word pool (tokenizer)"
             )
+        self.words = word_pool(tokenizer) if "words" in used else []
 
     def __getitem__(self, index: int) -> Example:
         rng = np.random.default_rng([self.seed, index, 7])
